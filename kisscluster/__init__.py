@@ -1,0 +1,1 @@
+"""kisscluster: highly available KVM virtual machines on a pair of Linux nodes."""

@@ -1,0 +1,11 @@
+#!py
+"""Pillar `kiss`: pillar/cluster.yml and the allocation cache vm-config/<cluster>.yml.
+
+The site directory is the minion option `kiss_site` (default /srv/kiss-configure).
+"""
+
+from kisscluster import pillar as kiss_pillar  # `pillar` is the py renderer's own global
+
+
+def run():
+    return {"kiss": kiss_pillar.build(__opts__.get("kiss_site", "/srv/kiss-configure"))}  # noqa: F821

@@ -1,0 +1,4 @@
+# Pillar top file of a kisscluster site: every node gets the `kiss` pillar.
+base:
+  '*':
+    - kiss

@@ -1,0 +1,91 @@
+"""A cache written by the original KISScluster inventory is read and extended, minors intact."""
+
+import yaml
+
+from kisscluster import inventory
+
+ORIGINAL = """\
+vm:
+  - name: web
+    primary_on: node1
+    drbd_minor: 0
+    disabled: false
+    more_disks: []
+  - name: db
+    primary_on: node2
+    drbd_minor: 8
+    disabled: false
+    more_disks:
+      - name: data
+        drbd_volume: 1
+        drbd_minor: 9
+  - name: old
+    primary_on: node1
+    drbd_minor: 4
+    disabled: true
+active_vm:
+  - name: web
+    primary_on: node1
+    drbd_minor: 0
+    disabled: false
+  - name: db
+    primary_on: node2
+    drbd_minor: 8
+    disabled: false
+    more_disks:
+      - name: data
+        drbd_volume: 1
+        drbd_minor: 9
+disabled_vm:
+  - name: old
+    primary_on: node1
+    drbd_minor: 4
+    disabled: true
+"""
+
+
+def test_original_cache_keeps_every_minor_and_extends(example_site):
+    cache = example_site / "vm-config" / "example.yml"
+    cache.write_text(ORIGINAL)
+    db = example_site / "vm-config" / "example" / "db.yml"
+    spec = yaml.safe_load(db.read_text())
+    spec["more_disks"] = [{"name": "data", "size": "32M"}, {"name": "logs", "size": "16M"}]
+    db.write_text(yaml.safe_dump(spec))
+
+    result = inventory.run(example_site)
+
+    _, new = inventory.read(example_site)
+    assert result.allocated == ["mail"]
+    assert result.added_disks == ["db/logs"]
+    assert new.vms["web"].drbd_minor == 0
+    assert new.vms["old"].drbd_minor == 4 and new.vms["old"].disabled
+    assert new.vms["db"].drbd_minor == 8
+    assert {d.name: d.minor for d in new.vms["db"].more_disks} == {"data": 9, "logs": 10}
+    assert new.vms["mail"].drbd_minor == 12
+    assert new.next_minor == 16
+    # Written in the new format, read back the same.
+    assert "next_minor: 16" in cache.read_text()
+    assert not inventory.run(example_site).changed
+
+
+def test_original_cache_with_name_lists(example_site):
+    cache = example_site / "vm-config" / "example.yml"
+    cache.write_text(
+        yaml.safe_dump(
+            {
+                "vm": [
+                    {"name": "web", "drbd_minor": 4, "primary_on": "node1"},
+                    {"name": "gone", "drbd_minor": 20, "primary_on": "node2"},
+                ],
+                "active_vm": ["web"],
+                "disabled_vm": ["gone"],
+            }
+        )
+    )
+
+    inventory.run(example_site)
+
+    _, new = inventory.read(example_site)
+    assert new.vms["gone"].disabled and new.vms["gone"].drbd_minor == 20
+    assert new.vms["web"].drbd_minor == 4
+    assert [new.vms[n].drbd_minor for n in ("db", "mail")] == [24, 28]
