@@ -1,6 +1,6 @@
 """Where the product's Salt tree lives: beside the package in a checkout, else under share/."""
 
-import sys
+import sysconfig
 from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -10,7 +10,8 @@ def product_root() -> Path:
     """The directory holding `salt/`, `orchestrate/`, `pillar/` and `vm-config/` of this install."""
     if (_CHECKOUT / "salt" / "states").is_dir():
         return _CHECKOUT
-    return Path(sys.prefix) / "share" / "kisscluster"
+    # Where pip put setup.py's data_files: the venv, or /usr/local on a Debian system Python.
+    return Path(sysconfig.get_path("data")) / "share" / "kisscluster"
 
 
 def salt_root() -> Path:
