@@ -1,0 +1,147 @@
+"""What each node does for a rollout, on itself: check, bring its working copy to a commit, apply.
+
+The primary runs these in-process; the peer runs them as `kiss-configure node ...` through the
+remote command and answers with one JSON line. A node refuses to apply unless its working copy
+is exactly at the commit the orchestration names.
+"""
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import git
+
+from kisscluster.configure.node import Node
+from kisscluster.configure.summary import summarize
+
+CONFIG_PATHS = ("vm-config", "pillar")
+SALT_CALL_TIMEOUT = 1800
+
+
+@dataclass
+class Outcome:
+    """One node's answer to one step: whether it succeeded and what to tell the operator."""
+
+    node: str
+    ok: bool
+    lines: list[str] = field(default_factory=list)
+    data: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return "\n".join(f"{self.node}: {line}" for line in self.lines)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Outcome":
+        data = json.loads(text)
+        return cls(
+            node=str(data["node"]),
+            ok=bool(data["ok"]),
+            lines=[str(line) for line in data["lines"]],
+            data={str(key): str(value) for key, value in data.get("data", {}).items()},
+        )
+
+
+def _repo(node: Node) -> git.Repo:
+    try:
+        return git.Repo(node.site)
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
+        raise git.GitError(f"{node.site} is not a git working copy: run kiss-init") from exc
+
+
+def _local_edits(repo: git.Repo) -> list[str]:
+    status = repo.git.status("--porcelain", "--untracked-files=all", "--", *CONFIG_PATHS)
+    return [line[3:] for line in status.splitlines()]
+
+
+def _reachable(node: Node, repo: git.Repo, commit: str) -> list[str]:
+    """Why the working copy cannot be fast-forwarded to `commit` (empty when it can)."""
+    repo.remotes.origin.fetch()
+    try:
+        target = repo.commit(commit)
+    except (ValueError, git.BadName):
+        return [f"commit {commit} is not in {node.bare}: was the push to this node lost?"]
+    problems = []
+    edits = _local_edits(repo)
+    if edits:
+        problems.append(
+            f"working copy {node.site} has local edits ({', '.join(edits)}): normal work happens "
+            "on the primary; commit them there or discard them here (git checkout/clean)"
+        )
+    head = repo.head.commit
+    if not repo.is_ancestor(head, target):
+        problems.append(
+            f"working copy {node.site} is at {head.hexsha}, which is not an ancestor of {commit}: "
+            "reconcile the branches by hand (git log both, then reset or merge)"
+        )
+    return problems
+
+
+def check(node: Node, commit: str) -> Outcome:
+    """Can this node's working copy be brought to `commit`? Changes nothing but remote refs."""
+    try:
+        problems = _reachable(node, _repo(node), commit)
+    except git.GitError as exc:
+        problems = [f"git: {' '.join(str(exc).split())}"]
+    if problems:
+        return Outcome(node.minion_id, False, problems)
+    return Outcome(node.minion_id, True, [f"working copy can be brought to {commit}"])
+
+
+def _salt_call(node: Node, sls: str, commit: str, test: bool) -> list[str] | dict[str, Any]:
+    pillar: dict[str, Any] = {"kiss_commit": commit}
+    if node.lookup_overrides:
+        pillar["kiss"] = {"cluster": {"lookup": node.lookup_overrides}}
+    command = [
+        "salt-call",
+        "--local",
+        "-c",
+        str(node.config_dir),
+        "--out",
+        "json",
+        "--log-level",
+        "error",
+        "state.apply",
+        sls,
+        "pillar=" + json.dumps(pillar),
+    ]
+    if test:
+        command.append("test=True")
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=SALT_CALL_TIMEOUT, check=False
+    )
+    try:
+        return json.loads(completed.stdout)["local"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        detail = " ".join((completed.stderr or completed.stdout).split())[-2000:]
+        return [f"salt-call exited {completed.returncode} without a state result: {detail}"]
+
+
+def apply(node: Node, commit: str, sls: str = "kiss.vms", test: bool = False) -> Outcome:
+    """Bring the working copy to `commit` (unless `test`) and apply `sls` with salt-call."""
+    try:
+        repo = _repo(node)
+        if not test:
+            problems = _reachable(node, repo, commit)
+            if problems:
+                return Outcome(node.minion_id, False, problems)
+            repo.git.merge("--ff-only", commit)
+        head = repo.head.commit.hexsha
+    except git.GitError as exc:
+        return Outcome(node.minion_id, False, [f"git: {' '.join(str(exc).split())}"])
+    if head != commit:
+        return Outcome(
+            node.minion_id,
+            False,
+            [
+                f"refusing to apply: working copy {node.site} is at {head}, "
+                f"not at {commit} named by the orchestration"
+            ],
+        )
+    summary = summarize(_salt_call(node, sls, commit, test))
+    mode = "test=True " if test else ""
+    lines = [f"{mode}{sls} at {commit[:12]}: " + summary.lines(test)[0], *summary.lines(test)[1:]]
+    return Outcome(node.minion_id, summary.ok, lines)

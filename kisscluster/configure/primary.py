@@ -1,0 +1,242 @@
+"""kiss-configure on the primary: commit, sync both bare repos, inventory, push, orchestrate.
+
+Order, so that a refusal leaves nothing half done: identity check; compare both bare repos
+(unreachable or different → stop); fast-forward the working copy; inventory (bad input → stop,
+nothing committed); commit the operator's edits, then the cache; push to both; salt-run.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from kisscluster import inventory
+from kisscluster.configure import rollout
+from kisscluster.configure.node import Cluster, Node, load_node
+from kisscluster.configure.nodeside import CONFIG_PATHS
+
+DEFAULT_RUN_CONFIG_DIR = Path("/etc/kisscluster/salt-run")
+ORCHESTRATE_MODS = "kiss.vms"
+
+Say = Callable[[str], None]
+
+
+class ConfigureError(Exception):
+    """kiss-configure stopped; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Options:
+    force: bool = False
+    dry_run: bool = False
+    config_dir: Path | None = None
+    run_config_dir: Path = DEFAULT_RUN_CONFIG_DIR
+
+
+@dataclass(frozen=True)
+class Repos:
+    """The two bare repositories the working copy's `origin` pushes to."""
+
+    local_url: str
+    peer_url: str
+
+
+def repos(node: Node, repo: git.Repo) -> Repos:
+    urls = repo.git.config("--get-all", "remote.origin.pushurl").split("\n")
+    local = str(node.bare)
+    others = [url for url in urls if url != local]
+    if local not in urls or len(others) != 1:
+        raise ConfigureError(
+            f"{node.site}: remote origin must push to this node's {local} and to the peer's bare "
+            f"repository, found push URLs {urls}: run kiss-init, or fix with "
+            "`git remote set-url --add --push origin <url>`"
+        )
+    return Repos(local, others[0])
+
+
+def remote_head(repo: git.Repo, url: str, branch: str) -> str | None:
+    """The commit of `branch` in the repository at `url` (None: no such branch yet)."""
+    listing = repo.git.ls_remote(url, f"refs/heads/{branch}")
+    return listing.split()[0] if listing else None
+
+
+def pending_edits(repo: git.Repo) -> list[str]:
+    status = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *CONFIG_PATHS)
+    entries = [entry for entry in status.split("\0") if entry]
+    return sorted({entry[3:] for entry in entries if len(entry) > 3})
+
+
+def commit_paths(repo: git.Repo, paths: list[str], message: str) -> str:
+    repo.git.add("-A", "--", *paths)
+    return repo.index.commit(message).hexsha
+
+
+def _describe_heads(node: Node, peer: str, heads: dict[str, str | None]) -> str:
+    shown = "\n".join(f"  {name}: {sha or '(no branch)'}" for name, sha in heads.items())
+    return (
+        f"the bare repositories of {node.minion_id} and {peer} are at different commits:\n{shown}\n"
+        "Nothing was changed. Find out which is right (`git log` in both bare repositories), "
+        "then bring the other one to it, e.g. from this working copy: `git fetch <url of the "
+        "right one> && git merge --ff-only FETCH_HEAD && git push origin`, or push with --force "
+        "when you are sure. Then run kiss-configure again."
+    )
+
+
+def _sync_heads(options: Options, node: Node, cluster: Cluster, repo: git.Repo, say: Say) -> bool:
+    """Compare both bare repos and fast-forward the working copy. True: the peer takes part."""
+    branch = repo.active_branch.name
+    urls = repos(node, repo)
+    peer = cluster.peer_of(node.minion_id)["name"]
+    say(f"git: comparing {node.minion_id} {urls.local_url} and {peer} {urls.peer_url}")
+    try:
+        local_head = remote_head(repo, urls.local_url, branch)
+    except git.GitCommandError as exc:
+        raise ConfigureError(
+            f"cannot read {node.minion_id}'s repository {urls.local_url}: {exc}"
+        ) from exc
+    try:
+        peer_head = remote_head(repo, urls.peer_url, branch)
+    except git.GitCommandError as exc:
+        detail = " ".join(exc.stderr.split()) if exc.stderr else str(exc)
+        if not options.force:
+            raise ConfigureError(
+                f"{peer}'s repository {urls.peer_url} is unreachable ({detail}). Nothing was "
+                f"changed on either node. Bring {peer} back, or run with --force to configure "
+                f"{node.minion_id} alone (then syncing {peer} later is your job)."
+            ) from exc
+        say(f"--force: {peer}'s repository is unreachable ({detail}); configuring only here")
+        _fast_forward(options, repo, branch, local_head, say)
+        return False
+    if local_head != peer_head:
+        heads = {node.minion_id: local_head, peer: peer_head}
+        raise ConfigureError(_describe_heads(node, peer, heads))
+    _fast_forward(options, repo, branch, local_head, say)
+    return True
+
+
+def _fast_forward(
+    options: Options, repo: git.Repo, branch: str, target: str | None, say: Say
+) -> None:
+    if target is None:
+        return
+    repo.remotes.origin.fetch()
+    head = repo.head.commit
+    if head.hexsha == target or repo.is_ancestor(target, head):
+        return
+    if not repo.is_ancestor(head, target):
+        raise ConfigureError(
+            f"the working copy's {branch} ({head.hexsha}) and the repositories' ({target}) have "
+            "diverged: merge or rebase by hand (`git merge origin/" + branch + "`), then run "
+            "kiss-configure again"
+        )
+    if options.dry_run:
+        say(f"git: would fast-forward the working copy to {target}")
+    else:
+        say(f"git: fast-forwarding the working copy to {target}")
+        repo.git.merge("--ff-only", target)
+
+
+def configure(options: Options, say: Say = print) -> int:
+    """The whole kiss-configure run. Raises ConfigureError (or InventoryError) on a refusal."""
+    node = load_node(options.config_dir)
+    cluster = node.cluster()
+    cluster.member(node.minion_id)
+    if node.minion_id != cluster.primary:
+        if not options.force:
+            raise ConfigureError(
+                f"this node is {node.minion_id}, not the primary {cluster.primary}: run "
+                "kiss-configure there (or --force, after which keeping git in sync is your job)"
+            )
+        say(
+            f"--force: running on {node.minion_id}, not on the primary {cluster.primary}; "
+            "keeping the two repositories in sync is now your job"
+        )
+    repo = git.Repo(node.site)
+    with_peer = _sync_heads(options, node, cluster, repo, say)
+
+    say(f"inventory: {node.site}" + (" (dry run)" if options.dry_run else ""))
+    result = inventory.run(node.site, dry_run=options.dry_run)
+    for label, vms in (
+        ("allocated", result.allocated),
+        ("activated", result.activated),
+        ("disabled", result.disabled),
+    ):
+        if vms:
+            say(f"inventory: {label} {', '.join(sorted(vms))}")
+
+    cache = f"vm-config/{cluster.name}.yml"
+    edits = [path for path in pending_edits(repo) if path != cache]
+    cache_changed = cache in pending_edits(repo)
+    if options.dry_run:
+        if edits:
+            say(f"git: would commit {', '.join(edits)}")
+        if result.changed:
+            say(f"git: would commit the cache {cache}")
+    else:
+        if edits:
+            sha = commit_paths(repo, edits, f"kiss-configure: {', '.join(edits)}")
+            say(f"git: committed {', '.join(edits)} as {sha[:12]}")
+        if cache_changed:
+            sha = commit_paths(repo, [cache], f"kiss-configure: allocation cache {cache}")
+            say(f"git: committed the cache {cache} as {sha[:12]}")
+        push(node, repo, with_peer, say)
+
+    commit = repo.head.commit.hexsha
+    return _orchestrate(options, node, cluster, commit, with_peer, say)
+
+
+def push(node: Node, repo: git.Repo, with_peer: bool, say: Say) -> None:
+    branch = repo.active_branch.name
+    urls = repos(node, repo)
+    targets = [urls.local_url, urls.peer_url] if with_peer else [urls.local_url]
+    say(f"git: pushing {branch} to {', '.join(targets)}")
+    try:
+        if with_peer:
+            repo.git.push("origin", f"{branch}:{branch}")
+        else:
+            repo.git.push(urls.local_url, f"{branch}:{branch}")
+    except git.GitCommandError as exc:
+        raise ConfigureError(
+            f"push failed, nothing applied: {' '.join(str(exc.stderr).split())}"
+        ) from exc
+    for url in targets:
+        if remote_head(repo, url, branch) != repo.head.commit.hexsha:
+            raise ConfigureError(f"after the push, {url} is not at {repo.head.commit.hexsha}")
+
+
+def _orchestrate(
+    options: Options, node: Node, cluster: Cluster, commit: str, with_peer: bool, say: Say
+) -> int:
+    peer = cluster.peer_of(node.minion_id)["name"]
+    mode = " test=True" if options.dry_run else ""
+    say(f"salt-run state.orchestrate {ORCHESTRATE_MODS} at {commit[:12]}{mode}")
+    pillar = {
+        "kiss_commit": commit,
+        "kiss_test": options.dry_run,
+        "kiss_config_dir": str(node.config_dir),
+        "kiss_skip_peer": not with_peer,
+    }
+    returncode, reports = rollout.orchestrate(options.run_config_dir, ORCHESTRATE_MODS, pillar)
+    applied = {node.minion_id: False, peer: False}
+    for report in reports:
+        target = peer if report.step_id.endswith("peer") else node.minion_id
+        if report.ok:
+            if report.step_id.endswith("apply-local") or report.step_id.endswith("apply-peer"):
+                applied[target] = True
+            say(report.comment)
+        elif "requisite failed" in report.comment:
+            say(f"{target}: not applied: an earlier step failed")
+        else:
+            say(
+                report.comment
+                if report.comment.startswith(target)
+                else f"{target}: {report.comment}"
+            )
+            say(f"FAILED on {target} ({report.step_id})")
+    if not with_peer:
+        say(f"{peer}: skipped (--force with the peer unreachable)")
+    clean = returncode == 0 and all(applied[name] for name in applied if with_peer or name != peer)
+    verb = "checked" if options.dry_run else "applied"
+    say(f"kiss-configure: {verb} cleanly on every node" if clean else "kiss-configure: FAILED")
+    return 0 if clean else 1
