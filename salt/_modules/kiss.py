@@ -169,3 +169,53 @@ def bridges():
         return _nodeconf.bridges(kiss["cluster"]["default_bridge"], vms)
     except ValueError as exc:
         raise CommandExecutionError(str(exc)) from exc
+
+
+def nuke(name, test=None, force=False, site=None):
+    """
+    Remove the VM ``name`` from this node for good: DRBD disconnect, down and wipe-md, its
+    resource file, its unit (disabled) and qemu config, its LVs. Refused while its unit is
+    active (unless ``force=True``, which stops it first) and while its ``*.yml`` file exists.
+    ``test=True`` lists every step and removes nothing. Run on both nodes; kiss-nuke-vm does
+    that and then forgets the VM from the cache.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.nuke old test=True
+        salt-call --local kiss.nuke old force=True
+    """
+    from pathlib import Path
+
+    from kisscluster import nuke as nuke_mod
+
+    test = __opts__.get("test", False) if test is None else bool(test)
+    try:
+        return nuke_mod.nuke(
+            Path(_site(site)),
+            __pillar__["kiss"],
+            name,
+            lookup_overrides=__opts__.get("kiss_lookup") or {},
+            test=test,
+            force=bool(force),
+        )
+    except (nuke_mod.NukeError, ValueError) as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def nuke_step(step, vm, test=False, force=False, config_dir=None):
+    """
+    One step of `salt-run state.orchestrate kiss.nuke` (orchestrate/kiss/nuke.sls):
+    ``check-local``, ``check-peer``, ``nuke-local``, ``nuke-peer`` or ``forget``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run state.orchestrate kiss.nuke pillar='{"vm": "old"}'
+        salt-call --local kiss.nuke_step check-local old
+    """
+    from kisscluster.configure import nuking
+
+    return nuking.run_step(step, vm, config_dir, bool(test), bool(force))

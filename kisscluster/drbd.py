@@ -1,0 +1,106 @@
+"""DRBD 8.4 for VM disks: the resource file of a VM, command builders, the config check.
+
+A VM's resource is named like the VM. Volume 0 is the root disk, volume n the VM's extra disk n,
+each with its fixed minor from the inventory and internal metadata; both members listen on
+one port derived from the VM's first minor.
+"""
+
+import ipaddress
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kisscluster import lvm, names
+
+BANNER = "# Managed by Salt (kiss.vms) from the kiss pillar: local edits are overwritten.\n"
+
+
+class DrbdConfigError(Exception):
+    """drbdadm rejected a configuration; the message carries drbdadm's own words."""
+
+
+def address(addr: str, port: int) -> str:
+    """An `address` value: `10.99.0.1:10004` or `ipv6 [fd00::1]:10004`."""
+    ip = ipaddress.ip_address(addr)
+    if not 0 < port < 65536:
+        raise ValueError(f"DRBD port {port} is out of range")
+    if ip.version == 6:
+        return f"ipv6 [{ip}]:{port}"
+    return f"{ip}:{port}"
+
+
+def render_resource(vm: Mapping[str, Any], members: Sequence[Mapping[str, Any]], vg: str) -> str:
+    """The text of `/etc/drbd.d/<vm>.res` for one VM record of the `kiss` pillar."""
+    name = names.validate_vm_name(vm["name"])
+    port = int(vm["drbd_port"])
+    lines = [BANNER.rstrip("\n"), f"# VM {name}: volume 0 is the root disk, volume n extra disk n."]
+    lines.append(f"resource {name} {{")
+    for disk in sorted(vm["disks"], key=lambda d: int(d["volume"])):
+        minor = int(disk["minor"])
+        lines += [
+            f"    volume {int(disk['volume'])} {{  # disk {names.validate_disk_name(disk['name'])}",
+            f"        device /dev/drbd{minor} minor {minor};",
+            f"        disk /dev/{vg}/{lvm.lv_name(name, disk['name'])};",
+            "        meta-disk internal;",
+            "    }",
+        ]
+    for member in members:
+        lines += [
+            f"    on {names.validate_member_name(member['name'])} {{",
+            f"        address {address(member['stor_addr'], port)};",
+            "    }",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def resource_volume(resource: str, volume: int) -> str:
+    return f"{names.validate_vm_name(resource)}/{int(volume)}"
+
+
+def create_md_command(drbdadm: str, resource: str, volume: int) -> list[str]:
+    """Fresh internal metadata on a volume whose LV was just created: `--force` skips the question
+    drbdmeta asks when the new LV's extents still hold an old signature."""
+    return [drbdadm, "--force", "create-md", resource_volume(resource, volume)]
+
+
+def adjust_command(drbdadm: str, resource: str) -> list[str]:
+    return [drbdadm, "adjust", names.validate_vm_name(resource)]
+
+
+def primary_force_command(drbdadm: str, resource: str) -> list[str]:
+    """Declare this node's data good: the initial sync runs from here to the peer."""
+    return [drbdadm, "primary", "--force", names.validate_vm_name(resource)]
+
+
+def secondary_command(drbdadm: str, resource: str) -> list[str]:
+    return [drbdadm, "secondary", names.validate_vm_name(resource)]
+
+
+def dump_command(drbdadm: str, config_file: Path | str) -> list[str]:
+    """Parse `config_file` alone and print it: needs no kernel module and no matching host name."""
+    return [drbdadm, "-c", str(config_file), "dump", "all"]
+
+
+def check_config(drbdadm: str, text: str, shown_as: str, timeout: float = 30) -> None:
+    """Raise DrbdConfigError with drbdadm's message unless `drbdadm dump` accepts `text`."""
+    with tempfile.NamedTemporaryFile("w", prefix="kiss-drbd-", suffix=".res") as handle:
+        handle.write(text)
+        handle.flush()
+        try:
+            completed = subprocess.run(
+                dump_command(drbdadm, handle.name),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except OSError as exc:
+            raise DrbdConfigError(f"{shown_as}: cannot run {drbdadm}: {exc}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise DrbdConfigError(f"{shown_as}: {drbdadm} took over {timeout}s") from exc
+    if completed.returncode != 0:
+        message = completed.stderr.replace(handle.name, shown_as).strip()
+        raise DrbdConfigError(f"drbdadm rejects {shown_as}: {message}")

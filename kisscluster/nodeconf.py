@@ -1,0 +1,55 @@
+"""Files kiss.node renders from the `kiss` pillar: kissclusterd's config and the bridge list."""
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kisscluster import names
+
+#: kissclusterd settings a site may set in pillar kiss:cluster:heartbeat, in file order.
+HEARTBEAT_KEYS = (
+    "port",
+    "secret_file",
+    "base_priority",
+    "priority_penalty",
+    "interval",
+    "dead_time",
+    "action",
+)
+
+BANNER = "# Managed by Salt (kiss.node) from the kiss pillar: local edits are overwritten.\n"
+
+
+def kissclusterd_conf(cluster: Mapping[str, Any], heartbeat: Mapping[str, Any]) -> str:
+    """`/etc/kisscluster/kissclusterd.conf`, identical on both nodes."""
+    unknown = sorted(set(heartbeat) - set(HEARTBEAT_KEYS))
+    if unknown:
+        raise ValueError(
+            f"pillar kiss:cluster:heartbeat: unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(HEARTBEAT_KEYS)}"
+        )
+    missing = [key for key in HEARTBEAT_KEYS if key not in heartbeat]
+    if missing:
+        raise ValueError(f"kissclusterd settings lack {', '.join(missing)}")
+    members = cluster["members"]
+    lines = [
+        BANNER.rstrip("\n"),
+        "# Both members in cluster order: a daemon finds itself by which address is local.",
+        "[kissclusterd]",
+        "stor_addrs = " + " ".join(str(ipaddress.ip_address(m["stor_addr"])) for m in members),
+        "prod_addrs = " + " ".join(str(ipaddress.ip_address(m["prod_addr"])) for m in members),
+        f"ping_addr = {ipaddress.ip_address(cluster['ping_addr'])}",
+    ]
+    for key in HEARTBEAT_KEYS:
+        value = str(heartbeat[key])
+        if "\n" in value:
+            raise ValueError(f"pillar kiss:cluster:heartbeat:{key} must be one line")
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def bridges(default_bridge: str, vms: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every bridge a VM may join: the cluster's default and each VM's, active or disabled."""
+    found = {names.validate_bridge_name(default_bridge)}
+    found.update(names.validate_bridge_name(vm["network_bridge"]) for vm in vms)
+    return sorted(found)

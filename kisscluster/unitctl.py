@@ -1,0 +1,94 @@
+"""Helpers that vm@.service and drbd-resource@.service run (`python3 -m kisscluster.unitctl`).
+
+promote RESOURCE      retry `drbdadm primary RESOURCE` until it works: after a failover the peer
+                      may still be letting go; systemd's TimeoutStartSec ends the wait.
+powerdown VM PID      ask the guest to shut down (`system_powerdown` on the human monitor) and wait
+                      for qemu PID to exit; systemd's TimeoutStopSec ends the wait with SIGTERM.
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kisscluster import names
+
+RETRY_SECONDS = 2.0
+
+
+def promote(drbdadm: str, resource: str, retry: float = RETRY_SECONDS) -> int:
+    resource = names.validate_vm_name(resource)
+    attempt = 0
+    while True:
+        attempt += 1
+        completed = subprocess.run(
+            [drbdadm, "primary", resource], capture_output=True, text=True, check=False
+        )
+        if completed.returncode == 0:
+            print(f"{resource}: primary after {attempt} attempt(s)", flush=True)
+            return 0
+        if attempt == 1 or attempt % 10 == 0:
+            reason = completed.stderr.strip().splitlines()[-1:] or ["no message"]
+            print(f"{resource}: not primary yet ({reason[0]}), retrying", flush=True)
+        time.sleep(retry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_until_second_prompt(connection: socket.socket) -> None:
+    """Let qemu answer before hanging up: the banner's prompt, then the one after our command."""
+    seen = b""
+    while seen.count(b"(qemu)") < 2:
+        chunk = connection.recv(4096)
+        if not chunk:
+            return
+        seen += chunk
+
+
+def powerdown(run_dir: Path, vm: str, pid: int, poll: float = 0.5) -> int:
+    vm = names.validate_vm_name(vm)
+    monitor = run_dir / f"{vm}.monitor"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(10)
+        connection.connect(str(monitor))
+        connection.sendall(b"system_powerdown\n")
+        _read_until_second_prompt(connection)
+    print(f"{vm}: system_powerdown sent, waiting for qemu {pid} to exit", flush=True)
+    while _alive(pid):
+        time.sleep(poll)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m kisscluster.unitctl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    promote_parser = commands.add_parser("promote")
+    promote_parser.add_argument("--drbdadm", default="drbdadm")
+    promote_parser.add_argument("resource")
+    powerdown_parser = commands.add_parser("powerdown")
+    powerdown_parser.add_argument("--run-dir", type=Path, default=Path("/run/kvm"))
+    powerdown_parser.add_argument("vm")
+    powerdown_parser.add_argument("pid", type=int)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "promote":
+            return promote(args.drbdadm, args.resource)
+        return powerdown(args.run_dir, args.vm, args.pid)
+    except (ValueError, OSError) as exc:
+        print(f"kisscluster.unitctl {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

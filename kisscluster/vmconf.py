@@ -1,0 +1,93 @@
+"""`/etc/vm/<vm>.conf`: a VM's qemu parameters, rendered from its template for vm@.service.
+
+The file is a systemd environment file: `QEMU_ARGS=` holds the whole qemu command line after
+the binary, continued over lines with a trailing backslash; vm@.service splits it on whitespace.
+Every value that reaches it is validated or converted here first, so a template only arranges.
+"""
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from kisscluster import names
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_KEYBOARD = re.compile(r"[a-z]{2}(-[a-z]{2,3})?\Z")
+_TEMPLATE = re.compile(r"[a-z][a-z0-9-]*\Z")
+_WORD = re.compile(r"[A-Za-z0-9_.:,=/+-]+\Z")
+
+TEMPLATE_SUFFIX = ".conf.jinja"
+
+
+@cache
+def _environment(template_dir: str) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - the output is a systemd environment file, not HTML
+    )
+
+
+def _word(what: str, value: object) -> str:
+    """A setting that lands in QEMU_ARGS: one word, no spaces, quotes or backslashes."""
+    text = str(value)
+    if not _WORD.match(text):
+        raise ValueError(f"{what} {value!r} cannot be a qemu argument: use one word")
+    return text
+
+
+def context(vm: Mapping[str, Any], keyboard: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated values a template sees."""
+    name = names.validate_vm_name(vm["name"])
+    mac = str(vm["mac"]).lower()
+    if not _MAC.match(mac):
+        raise ValueError(f"VM {name}: MAC {vm['mac']!r} is not six hex octets")
+    if not _KEYBOARD.match(keyboard):
+        raise ValueError(f"keyboard {keyboard!r} is not a qemu keyboard layout such as en-us")
+    run_dir = Path(_word("run_dir", settings["run_dir"]))
+    return {
+        "name": name,
+        "template": vm["template"],
+        "cpus": int(vm["cpus"]),
+        "ram_megs": int(vm["ram_megs"]),
+        "bridge": names.validate_bridge_name(vm["network_bridge"]),
+        "mac": mac,
+        "vnc_listen": _word("vnc_listen", settings["vnc_listen"]),
+        "vnc_display": int(vm["vnc_display"]),
+        "keyboard": keyboard,
+        "machine": _word("qemu_machine", settings["qemu_machine"]),
+        "accel": _word("qemu_accel", settings["qemu_accel"]),
+        "cpu": _word("qemu_cpu", settings["qemu_cpu"]),
+        "monitor": str(run_dir / f"{name}.monitor"),
+        "qmp": str(run_dir / f"{name}.qmp"),
+        "serial": str(run_dir / f"{name}.serial"),
+        "one_off": str(run_dir / f"{name}.conf"),
+        "drives": [
+            {
+                "volume": int(disk["volume"]),
+                "disk": names.validate_disk_name(disk["name"]),
+                "device": f"/dev/drbd/by-res/{name}/{int(disk['volume'])}",
+            }
+            for disk in sorted(vm["disks"], key=lambda d: int(d["volume"]))
+        ],
+    }
+
+
+def render(
+    template_dir: Path | str, vm: Mapping[str, Any], keyboard: str, settings: Mapping[str, Any]
+) -> str:
+    """The text of `/etc/vm/<vm>.conf` from `<template_dir>/<vm template>.conf.jinja`."""
+    template = str(vm["template"])
+    if not _TEMPLATE.match(template):
+        raise ValueError(f"VM {vm['name']}: template name {template!r} is not a safe identifier")
+    environment = _environment(str(template_dir))
+    try:
+        source = environment.get_template(template + TEMPLATE_SUFFIX)
+    except jinja2.TemplateNotFound:
+        raise ValueError(f"VM {vm['name']}: no template {template!r} in {template_dir}") from None
+    return source.render(context(vm, keyboard, settings))

@@ -1,0 +1,9 @@
+# One systemctl daemon-reload per run, only when kiss.vms changed a unit link or drop-in.
+{%- from "kiss/map.jinja" import kiss with context %}
+
+kiss-vms-reload-systemd-daemon-reload:
+  kiss.daemon_reloaded:
+    - name: kiss.vms
+    - systemctl: {{ kiss.systemctl }}
+    - onchanges:
+      - sls: kiss.vms.units

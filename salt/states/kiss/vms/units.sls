@@ -1,0 +1,33 @@
+# Active VMs are enabled (wanted by all-vms.target); primary-vms.target wants the VMs whose
+# primary_on is this node and conflicts with the others. Disabled VMs are disabled, not stopped.
+{%- from "kiss/map.jinja" import kiss with context %}
+{%- set node = grains["id"] %}
+{%- set vms = salt["pillar.get"]("kiss:vms", {}) %}
+{%- set wants_dir = kiss.root ~ kiss.systemd_dir ~ "/all-vms.target.wants" %}
+{%- for name in vms | sort %}
+
+kiss-vms-units-{{ name }}-enabled:
+  file.symlink:
+    - name: {{ wants_dir }}/vm@{{ name }}.service
+    - target: ../vm@.service
+    - makedirs: True
+    - force: True
+{%- endfor %}
+{%- for name in salt["pillar.get"]("kiss:disabled_vms", {}) | sort %}
+
+kiss-vms-units-{{ name }}-disabled:
+  file.absent:
+    - name: {{ wants_dir }}/vm@{{ name }}.service
+{%- endfor %}
+
+kiss-vms-units-primary-vms-target:
+  file.managed:
+    - name: {{ kiss.root }}{{ kiss.systemd_dir }}/primary-vms.target.d/kisscluster-vms.conf
+    - source: salt://kiss/templates/units/primary-vms-wants.conf.jinja
+    - template: jinja
+    - makedirs: True
+    - mode: "0644"
+    - context:
+        node: {{ node | json }}
+        wants: {{ vms | dictsort | selectattr("1.primary_on", "equalto", node) | map(attribute="0") | list | json }}
+        conflicts: {{ vms | dictsort | rejectattr("1.primary_on", "equalto", node) | map(attribute="0") | list | json }}

@@ -1,0 +1,233 @@
+"""Fixtures for the kiss.vms / kiss.node tests: nodes of the example site applied under a root.
+
+What this host cannot do, and the seam each fixture uses instead:
+
+* device-mapper: LVM runs for real on a loop device, with `global/activation = 0` in an lvm.conf
+  given through LVM_SYSTEM_DIR, so `lvs` and `lvcreate` read and write real VG metadata but
+  activate nothing (the product's commands are unchanged; only LVM's own config differs);
+* the DRBD kernel module: `drbdadm` is a recorder that hands every call on to the real
+  `drbdadm-84 --dry-run` in a UTS namespace named like the node, against the files the states
+  wrote, so drbdadm parses the config and the command but touches no device;
+* systemd as PID 1: `systemctl` is a recorder.
+The real run of all three is the lab's (the qemu lab issue).
+"""
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kisstest import salt_call, write_minion_config
+
+from kisscluster import inventory
+
+DRBDADM_84 = "/usr/lib/drbd/drbdadm-84"
+CLONE_NEWUTS = 0x04000000
+
+RECORDER = '''#!{python}
+"""A stand-in for {name} (see tests/states/conftest.py): records its arguments, then {then}."""
+import ctypes, json, os, socket, sys
+with open({log!r}, "a", encoding="utf-8") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+{body}
+'''
+
+DRBDADM_BODY = """libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare({clone}) != 0:
+    sys.exit("unshare(CLONE_NEWUTS) failed: errno %d" % ctypes.get_errno())
+socket.sethostname({node!r})
+os.execv({drbdadm!r}, [{drbdadm!r}, "--dry-run", "-c", {config!r}, *sys.argv[1:]])
+"""
+
+
+def unshare_uts(hostname: str):
+    """A preexec_fn: the child gets its own UTS namespace with `hostname` (drbdadm matches its
+    `on <host>` sections by host name)."""
+
+    def enter() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWUTS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
+        import socket
+
+        socket.sethostname(hostname)
+
+    return enter
+
+
+@dataclass
+class LoopVg:
+    """Volume group `vg0` on a loop device; `env` makes LVM commands see only it."""
+
+    device: str
+    env: dict[str, str]
+
+    def lvs(self) -> dict[str, int]:
+        from kisscluster import lvm
+
+        out = subprocess.run(
+            lvm.lvs_command("lvs", "vg0"),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        return lvm.parse_lvs(out)
+
+
+def make_loop_vg(directory: Path, size_mib: int = 512) -> LoopVg:
+    if shutil.which("lvcreate") is None:
+        pytest.fail("lvm2 is not installed (apt-get install lvm2)")
+    directory.mkdir(parents=True, exist_ok=True)
+    image = directory / "pv.img"
+    with image.open("wb") as handle:
+        handle.truncate(size_mib << 20)
+    device = subprocess.run(
+        ["losetup", "--find", "--show", str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    conf_dir = directory / "lvm"
+    conf_dir.mkdir()
+    (conf_dir / "lvm.conf").write_text(
+        "devices {\n"
+        f'    filter = [ "a|^{device}$|", "r|.*|" ]\n'
+        "    use_devicesfile = 0\n"
+        '    hints = "none"\n'
+        "    obtain_device_list_from_udev = 0\n"
+        "}\n"
+        "global {\n    activation = 0\n}\n"
+        "backup {\n    backup = 0\n    archive = 0\n}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LVM_SYSTEM_DIR": str(conf_dir), "LVM_SUPPRESS_FD_WARNINGS": "1"}
+    for command in (["pvcreate", device], ["vgcreate", "vg0", device]):
+        subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
+    return LoopVg(device, env)
+
+
+def remove_loop_vg(vg: LoopVg) -> None:
+    subprocess.run(["losetup", "--detach", vg.device], capture_output=True, timeout=30)
+
+
+@dataclass
+class Node:
+    """One member of the example cluster, its files under `root`."""
+
+    name: str
+    site: Path
+    config: Path
+    root: Path
+    drbd_log: Path
+    systemctl_log: Path
+    vg: LoopVg
+    lookup: dict = field(default_factory=dict)
+
+    def apply(self, sls: str, test: bool = False) -> dict:
+        """state.apply through real `salt-call --local`; every state's return by its ID."""
+        args = ["state.apply", sls] + (["test=True"] if test else [])
+        saved = dict(os.environ)
+        os.environ.update(self.vg.env)
+        try:
+            result = salt_call(self.config, *args, check=False)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        if not isinstance(result, dict):
+            raise AssertionError(f"salt-call {args} did not run states: {result}")
+        return {ret["__id__"]: ret for ret in result.values()}
+
+    def drbd_calls(self) -> list[list[str]]:
+        return _read_log(self.drbd_log)
+
+    def systemctl_calls(self) -> list[list[str]]:
+        return _read_log(self.systemctl_log)
+
+    def file(self, path: str) -> str:
+        return (self.root / path.lstrip("/")).read_text(encoding="utf-8")
+
+
+def _read_log(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _recorder(path: Path, name: str, log: Path, then: str, body: str) -> str:
+    path.write_text(
+        RECORDER.format(python=sys.executable, name=name, then=then, log=str(log), body=body),
+        encoding="utf-8",
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def make_node(base: Path, site: Path, name: str) -> Node:
+    home = base / name
+    root = home / "root"
+    bin_dir = home / "bin"
+    bin_dir.mkdir(parents=True)
+    drbd_conf = root / "etc" / "drbd.conf"
+    drbd_conf.parent.mkdir(parents=True)
+    drbd_conf.write_text(
+        f'include "{root}/etc/drbd.d/*.conf";\ninclude "{root}/etc/drbd.d/*.res";\n',
+        encoding="utf-8",
+    )
+    drbd_log = home / "drbdadm.log"
+    systemctl_log = home / "systemctl.log"
+    drbdadm = _recorder(
+        bin_dir / "drbdadm",
+        "drbdadm",
+        drbd_log,
+        "runs the real drbdadm-84 --dry-run as host " + name,
+        DRBDADM_BODY.format(
+            clone=CLONE_NEWUTS, node=name, drbdadm=DRBDADM_84, config=str(drbd_conf)
+        ),
+    )
+    systemctl = _recorder(bin_dir / "systemctl", "systemctl", systemctl_log, "succeeds", "")
+    kissclusterd = shutil.which("kissclusterd") or str(Path(sys.prefix) / "bin" / "python3")
+    lookup = {
+        "root": str(root),
+        "drbdadm": drbdadm,
+        "systemctl": systemctl,
+        "lvs": shutil.which("lvs"),
+        "lvcreate": shutil.which("lvcreate"),
+        "python": sys.executable,
+        "kissclusterd": kissclusterd,
+    }
+    config = write_minion_config(home / "salt", site, name, kiss_lookup=lookup)
+    vg = make_loop_vg(home / "vg")
+    return Node(name, site, config, root, drbd_log, systemctl_log, vg, lookup)
+
+
+@pytest.fixture
+def site(example_site: Path) -> Path:
+    """The example site with its allocation cache written by the real inventory."""
+    inventory.run(example_site)
+    return example_site
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, site: Path):
+    """node1 and node2 of the example cluster, each with an empty VG vg0 on its own loop device."""
+    made: list[Node] = []
+    try:
+        for name in ("node1", "node2"):
+            made.append(make_node(tmp_path / "nodes", site, name))
+        yield {node.name: node for node in made}
+    finally:
+        for node in made:
+            remove_loop_vg(node.vg)
+
+
+@pytest.fixture
+def node1(nodes) -> Node:
+    return nodes["node1"]
