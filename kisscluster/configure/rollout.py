@@ -86,6 +86,9 @@ def orchestrate(
     run_config_dir: Path, mods: str, pillar: dict[str, Any], timeout: int = SALT_RUN_TIMEOUT
 ) -> tuple[int, list[StepReport]]:
     """Run `salt-run -c <run_config_dir> state.orchestrate <mods>`; its exit code and steps."""
+    if not (run_config_dir / "master").is_file():
+        detail = f"{run_config_dir}/master is missing: install salt/master.example there"
+        return 1, [StepReport("salt-run", False, detail)]
     command = [
         "salt-run",
         "-c",

@@ -178,7 +178,7 @@ class Pair:
     def run(self, script: str, node: NodeDirs, *args: str) -> subprocess.CompletedProcess:
         """Run scripts/<script> as the operator would on `node`."""
         command = [sys.executable, str(CHECKOUT / "scripts" / script), "-c", str(node.config_dir)]
-        if script == "kiss-configure" and (not args or args[0] != "node"):
+        if script in ("kiss-configure", "kiss-nuke-vm") and args[:1] != ("node",):
             command += ["--run-config-dir", str(node.run_config_dir)]
         return subprocess.run(
             [*command, *args],
