@@ -1,0 +1,5 @@
+import sys
+
+from kisscluster.heartbeat.cli import main
+
+sys.exit(main())

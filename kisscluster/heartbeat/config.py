@@ -1,0 +1,230 @@
+"""The kissclusterd configuration file: INI, one section, identical on both nodes.
+
+Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pillar)::
+
+    [kissclusterd]
+    # Both members' addresses, in cluster order. A daemon finds out which node it is by which
+    # storage address (or, failing that, production address) is configured on this host.
+    stor_addrs = 10.99.0.1 10.99.0.2
+    prod_addrs = 192.0.2.11 192.0.2.12
+    # The switch on the production net: quorum comes from its ping replies.
+    ping_addr = 192.0.2.1
+    # UDP port of the heartbeats, on both nets (default 694).
+    port = 694
+    # Shared secret of the HMAC-SHA256 on every heartbeat: identical on both nodes, owned by the
+    # daemon's user, mode 0600 or stricter, at least 16 bytes (leading/trailing whitespace is
+    # ignored). Default /etc/kisscluster/kissclusterd.secret.
+    secret_file = /etc/kisscluster/kissclusterd.secret
+    # Priorities: start at base_priority, lose priority_penalty for each of no storage
+    # heartbeat, no production heartbeat, no switch reply (defaults 100 and 10;
+    # base_priority - 3 * priority_penalty must stay >= 0).
+    base_priority = 100
+    priority_penalty = 10
+    # Seconds, fractions allowed: heartbeat and ping every `interval`; a heartbeat or ping reply
+    # counts for `dead_time`, which must be at least twice the interval (defaults 1 and 3).
+    interval = 1
+    dead_time = 3
+    # Run on every state change, as an argument list (split like a shell would, never run by
+    # one); {state} becomes all-vms, primary-vms or no-vms. Default:
+    action = systemctl start {state}.target
+
+Only stor_addrs, prod_addrs and ping_addr are required. Unknown keys are errors, so a typo
+never silently falls back to a default. The nodes' clocks must agree within `dead_time` (NTP):
+heartbeats stamped further off are dropped.
+"""
+
+import configparser
+import ipaddress
+import os
+import shlex
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from kisscluster.heartbeat.core import Rules
+
+SECTION = "kissclusterd"
+DEFAULT_PATH = Path("/etc/kisscluster/kissclusterd.conf")
+DEFAULT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 - a path, not a secret
+DEFAULT_ACTION = "systemctl start {state}.target"
+MIN_SECRET_BYTES = 16
+MIN_INTERVAL = 0.05
+MAX_INTERVAL = 60.0
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+KEYS = (
+    "stor_addrs",
+    "prod_addrs",
+    "ping_addr",
+    "port",
+    "secret_file",
+    "base_priority",
+    "priority_penalty",
+    "interval",
+    "dead_time",
+    "action",
+)
+
+
+class ConfigError(ValueError):
+    """A bad configuration: the message names the file, the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Config:
+    stor_addrs: tuple[Address, Address]
+    prod_addrs: tuple[Address, Address]
+    ping_addr: Address
+    port: int
+    secret_file: Path
+    rules: Rules
+    action: tuple[str, ...]  # argument list with "{state}" placeholders
+    source: Path
+
+    def action_argv(self, state: str) -> list[str]:
+        return [arg.replace("{state}", state) for arg in self.action]
+
+
+def _address(where: str, text: str) -> Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not an IP address") from None
+
+
+def _pair(where: str, text: str) -> tuple[Address, Address]:
+    words = text.split()
+    if len(words) != 2:
+        raise ConfigError(f"{where}: give both members' addresses in cluster order, got {text!r}")
+    first, second = (_address(where, w) for w in words)
+    if first == second:
+        raise ConfigError(f"{where}: the two members' addresses must differ, got {text!r}")
+    if first.version != second.version:
+        raise ConfigError(f"{where}: mixes IPv4 and IPv6 ({text!r})")
+    return first, second
+
+
+def _integer(where: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: {value} is outside {low}..{high}")
+    return value
+
+
+def _seconds(where: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a number of seconds") from None
+    if not MIN_INTERVAL <= value <= MAX_INTERVAL * 10:
+        raise ConfigError(f"{where}: {value} s is outside {MIN_INTERVAL}..{MAX_INTERVAL * 10} s")
+    return value
+
+
+def _action(where: str, text: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: cannot split {text!r} into arguments: {exc}") from None
+    if not argv:
+        raise ConfigError(f"{where}: is empty")
+    if not any("{state}" in arg for arg in argv):
+        raise ConfigError(f"{where}: must contain {{state}} (the target to start), got {text!r}")
+    return argv
+
+
+def parse(text: str, source: Path) -> Config:
+    """Parse and validate the text of a config file (without touching the secret file)."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        parser.read_string(text, source=str(source))
+    except configparser.Error as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    extra = [s for s in parser.sections() if s != SECTION]
+    if extra:
+        raise ConfigError(f"{source}: unknown section(s) {extra}; only [{SECTION}] is allowed")
+    if not parser.has_section(SECTION):
+        raise ConfigError(f"{source}: missing section [{SECTION}]")
+    values = dict(parser.items(SECTION))
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{source}: [{SECTION}] unknown key(s) {unknown}; known: {list(KEYS)}")
+
+    def where(key: str) -> str:
+        return f"{source}: [{SECTION}] {key}"
+
+    for key in ("stor_addrs", "prod_addrs", "ping_addr"):
+        if not values.get(key, "").strip():
+            raise ConfigError(f"{where(key)}: missing (required)")
+    stor = _pair(where("stor_addrs"), values["stor_addrs"])
+    prod = _pair(where("prod_addrs"), values["prod_addrs"])
+    if set(stor) & set(prod):
+        raise ConfigError(f"{where('prod_addrs')}: must differ from the storage addresses")
+    ping = _address(where("ping_addr"), values["ping_addr"].strip())
+    if ping in stor or ping in prod:
+        raise ConfigError(f"{where('ping_addr')}: must be the switch, not a member's address")
+    port = _integer(where("port"), values.get("port", "694"), 1, 65535)
+    secret = Path(values.get("secret_file", DEFAULT_SECRET_FILE).strip())
+    if not secret.is_absolute():
+        raise ConfigError(f"{where('secret_file')}: must be an absolute path, got {str(secret)!r}")
+    base = _integer(where("base_priority"), values.get("base_priority", "100"), 1, 65535)
+    penalty = _integer(where("priority_penalty"), values.get("priority_penalty", "10"), 1, 65535)
+    if base - 3 * penalty < 0:
+        raise ConfigError(
+            f"{where('priority_penalty')}: base_priority - 3 * priority_penalty must be >= 0 "
+            f"(got {base} - 3 * {penalty})"
+        )
+    interval = _seconds(where("interval"), values.get("interval", "1"))
+    if interval > MAX_INTERVAL:
+        raise ConfigError(f"{where('interval')}: {interval} s is more than {MAX_INTERVAL} s")
+    dead_time = _seconds(where("dead_time"), values.get("dead_time", "3"))
+    if dead_time < 2 * interval:
+        raise ConfigError(
+            f"{where('dead_time')}: {dead_time} s must be at least twice the interval "
+            f"({interval} s), or one lost heartbeat would count as a dead peer"
+        )
+    return Config(
+        stor_addrs=stor,
+        prod_addrs=prod,
+        ping_addr=ping,
+        port=port,
+        secret_file=secret,
+        rules=Rules(base, penalty, interval, dead_time),
+        action=_action(where("action"), values.get("action", DEFAULT_ACTION)),
+        source=source,
+    )
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, path)
+
+
+def read_secret(path: Path) -> bytes:
+    """The shared secret; refuses a file others may read or write, or one owned by someone else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open the secret file: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: the secret file must be a regular file")
+        if info.st_mode & 0o077:
+            raise ConfigError(
+                f"{path}: mode {stat.S_IMODE(info.st_mode):04o} lets others read it; "
+                f"run: chmod 0600 {path}"
+            )
+        if info.st_uid != os.geteuid():
+            raise ConfigError(f"{path}: owned by uid {info.st_uid}, not by this daemon's user")
+        secret = handle.read().strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{path}: the secret is shorter than {MIN_SECRET_BYTES} bytes")
+    return secret

@@ -1,0 +1,180 @@
+"""The decision core of kissclusterd: pure rules, no I/O, every input carries its own time.
+
+Inputs are the heartbeats received from the peer on each network (with the priority the peer
+announced), the results of the switch pings, and the clock (monotonic for every duration, wall
+time only to notice a clock jump). The rules:
+
+* Own priority: `base_priority`, minus `priority_penalty` for each of: no peer heartbeat on the
+  storage net, none on the production net, no ping reply from the switch -- each "within the
+  dead time" (a heartbeat or reply counts while it is younger than `dead_time`).
+* Peer priority: the one announced in the newest heartbeat still within the dead time.
+* Wanted state: equal priorities -> `primary-vms`; peer higher -> `no-vms`; own higher ->
+  `all-vms`. A peer silent on both nets is treated as gone and the switch decides: a node that
+  still gets ping replies takes `all-vms`, one that does not takes `no-vms` (a node without the
+  switch has no network to serve). Consequence, by design: if both nets fail between two live
+  nodes that both still reach the switch, neither can tell that from a dead peer and both take
+  `all-vms`; DRBD (which refuses a second primary while connected, and whose split-brain handlers
+  act when it is not) and the operator are the last line there.
+* A new state is taken only once it has been computed at every evaluation for one full interval
+  (at least twice in a row, one interval apart), never during the start-up grace period of one
+  dead time, and the first state after start-up is taken the same way.
+* A clock jump (wall time and monotonic time disagreeing about the time since the previous
+  evaluation by more than one interval; also a suspend, since the monotonic clock stops) raises
+  ClockJump: the daemon exits rather than decide on bad timing.
+"""
+
+import enum
+from dataclasses import dataclass, field
+
+NETS = ("stor", "prod")
+
+
+class State(enum.StrEnum):
+    ALL = "all-vms"
+    PRIMARY = "primary-vms"
+    NONE = "no-vms"
+
+
+class ClockJump(Exception):
+    """Wall and monotonic clocks disagree: the daemon must not go on deciding."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"clock jump of {seconds:+.3f} s between two evaluations")
+        self.seconds = seconds
+
+
+@dataclass(frozen=True)
+class Rules:
+    base_priority: int = 100
+    priority_penalty: int = 10
+    interval: float = 1.0
+    dead_time: float = 3.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one evaluation."""
+
+    own_priority: int
+    peer_priority: int | None  # None: the peer is silent on both nets
+    ping_ok: bool
+    alive_nets: tuple[str, ...]
+    computed: State
+    state: State | None  # None until the first state is taken
+    changed: bool
+    in_grace: bool
+    pending_since: float | None  # monotonic time the computed (new) state was first seen
+
+    def line(self) -> str:
+        """One readable line for the journal."""
+        peer = "silent" if self.peer_priority is None else str(self.peer_priority)
+        nets = ",".join(self.alive_nets) or "none"
+        facts = (
+            f"own priority {self.own_priority}, peer {peer}, heartbeats on {nets}, "
+            f"switch {'replies' if self.ping_ok else 'silent'}"
+        )
+        if self.changed:
+            return f"state -> {self.state}: {facts}"
+        if self.computed == self.state:
+            return f"no change, staying {self.state}: {facts}"
+        held = "start-up grace" if self.in_grace else "waiting for confirmation"
+        return f"would take {self.computed}, holding {self.state or 'no state'} ({held}): {facts}"
+
+
+@dataclass
+class Core:
+    rules: Rules
+    started: float  # monotonic
+    last_wall: float  # wall time of the previous evaluation (or of the start)
+    last_mono: float = field(init=False)
+    heartbeats: dict[str, tuple[float, int]] = field(default_factory=dict)  # net -> (mono, prio)
+    last_ping_ok: float | None = None
+    state: State | None = None
+    pending: tuple[State, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.last_mono = self.started
+
+    def heartbeat(self, net: str, priority: int, mono: float) -> None:
+        """An authenticated, in-window, fresh heartbeat from the peer arrived on `net`."""
+        if net not in NETS:
+            raise ValueError(f"unknown net {net!r}")
+        self.heartbeats[net] = (mono, priority)
+
+    def ping(self, ok: bool, mono: float) -> None:
+        if ok:
+            self.last_ping_ok = mono
+
+    def _alive(self, since: float | None, mono: float) -> bool:
+        return since is not None and mono - since < self.rules.dead_time
+
+    def alive_nets(self, mono: float) -> tuple[str, ...]:
+        return tuple(
+            n for n in NETS if n in self.heartbeats and self._alive(self.heartbeats[n][0], mono)
+        )
+
+    def ping_ok(self, mono: float) -> bool:
+        return self._alive(self.last_ping_ok, mono)
+
+    def own_priority(self, mono: float) -> int:
+        lost = len(NETS) - len(self.alive_nets(mono)) + (0 if self.ping_ok(mono) else 1)
+        return self.rules.base_priority - lost * self.rules.priority_penalty
+
+    def peer_priority(self, mono: float) -> int | None:
+        alive = [self.heartbeats[n] for n in self.alive_nets(mono)]
+        return max(alive)[1] if alive else None
+
+    def wanted(self, mono: float) -> State:
+        peer = self.peer_priority(mono)
+        if peer is None:
+            return State.ALL if self.ping_ok(mono) else State.NONE
+        own = self.own_priority(mono)
+        if own == peer:
+            return State.PRIMARY
+        return State.ALL if own > peer else State.NONE
+
+    def in_grace(self, mono: float) -> bool:
+        return mono - self.started < self.rules.dead_time
+
+    def check_clock(self, mono: float, wall: float) -> None:
+        """Raise ClockJump if wall time moved differently from monotonic time since last call."""
+        jump = (wall - self.last_wall) - (mono - self.last_mono)
+        if abs(jump) > self.rules.interval:
+            raise ClockJump(jump)
+        self.last_mono, self.last_wall = mono, wall
+
+    def evaluate(self, mono: float, wall: float) -> Decision:
+        self.check_clock(mono, wall)
+        computed = self.wanted(mono)
+        changed = False
+        if computed == self.state:
+            self.pending = None
+        elif self.pending is None or self.pending[0] != computed:
+            self.pending = (computed, mono)
+        elif mono - self.pending[1] >= self.rules.interval and not self.in_grace(mono):
+            self.state, self.pending, changed = computed, None, True
+        return Decision(
+            own_priority=self.own_priority(mono),
+            peer_priority=self.peer_priority(mono),
+            ping_ok=self.ping_ok(mono),
+            alive_nets=self.alive_nets(mono),
+            computed=computed,
+            state=self.state,
+            changed=changed,
+            in_grace=self.in_grace(mono),
+            pending_since=self.pending[1] if self.pending else None,
+        )
+
+    def next_deadline(self, mono: float) -> float | None:
+        """The next moment an evaluation could come out differently without any new input:
+        a heartbeat or ping reply reaching the dead time, the grace period ending, or a pending
+        state becoming confirmable."""
+        dead = self.rules.dead_time
+        moments = [t + dead for t, _ in self.heartbeats.values()]
+        if self.last_ping_ok is not None:
+            moments.append(self.last_ping_ok + dead)
+        moments.append(self.started + dead)
+        if self.pending is not None:
+            moments.append(self.pending[1] + self.rules.interval)
+        future = [m for m in moments if m > mono]
+        return min(future) if future else None

@@ -1,0 +1,445 @@
+"""The kissclusterd daemon: heartbeats on both nets, switch pings, decisions, actions.
+
+One thread runs the loop (sockets, decisions, actions, status); a second one only runs the ping
+tool once per interval and hands the result over. Signal handlers only set flags. The loop
+evaluates the core after every input and at every moment the core names (a dead time running
+out, a pending state becoming confirmable), so a failover takes at most dead time + interval.
+"""
+
+import contextlib
+import enum
+import ipaddress
+import logging
+import os
+import queue
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kisscluster.heartbeat import protocol, status
+from kisscluster.heartbeat.config import Address, Config, ConfigError, load, read_secret
+from kisscluster.heartbeat.core import NETS, ClockJump, Core, Decision, State
+
+log = logging.getLogger("kissclusterd")
+
+IP_FREEBIND = 15  # <linux/in.h>: bind to an address not (yet) configured on this host
+IPV6_FREEBIND = 78  # <linux/in6.h>
+DROP_LOG_PERIOD = 10.0  # seconds between two log lines about dropped packets of one kind
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+class ExitCode(enum.IntEnum):
+    STOPPED = 0
+    FAILED = 1
+    CONFIG = 2
+    CLOCK_JUMP = 3
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which member this host is, and the addresses on each net."""
+
+    index: int  # position in the config's address lists (cluster order)
+    own: dict[str, Address]
+    peer: dict[str, Address]
+
+
+def _is_local(address: Address) -> bool:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((str(address), 0))
+        except OSError:
+            return False
+    return True
+
+
+def identify(config: Config) -> Identity:
+    """This node is the member whose storage (else production) address is configured here."""
+    for key, pair in (("stor_addrs", config.stor_addrs), ("prod_addrs", config.prod_addrs)):
+        local = [index for index, address in enumerate(pair) if _is_local(address)]
+        if len(local) == 2:
+            raise ConfigError(f"{config.source}: both {key} ({pair[0]}, {pair[1]}) are local")
+        if local:
+            index = local[0]
+            return Identity(
+                index=index,
+                own={"stor": config.stor_addrs[index], "prod": config.prod_addrs[index]},
+                peer={"stor": config.stor_addrs[1 - index], "prod": config.prod_addrs[1 - index]},
+            )
+    raise ConfigError(
+        f"{config.source}: none of stor_addrs ({config.stor_addrs[0]} {config.stor_addrs[1]}) "
+        f"or prod_addrs is configured on this host: is this a cluster member, is the net up?"
+    )
+
+
+def notify(message: str) -> None:
+    """sd_notify(3): one datagram to $NOTIFY_SOCKET, if systemd gave us one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", os.environ["NOTIFY_SOCKET"], exc)
+
+
+def ping_command(address: Address, timeout: float) -> list[str]:
+    """One echo request with a reply timeout: fping if installed, else iputils ping."""
+    if shutil.which("fping"):
+        return ["fping", "-q", "-r", "0", "-t", str(max(1, int(timeout * 1000))), str(address)]
+    return ["ping", "-n", "-q", "-c", "1", "-W", f"{timeout:.3f}", str(address)]
+
+
+class Pinger(threading.Thread):
+    """Pings the switch once per interval and queues (ok, monotonic time) results."""
+
+    def __init__(self, target: tuple[Address, float], wake: socket.socket) -> None:
+        super().__init__(name="ping", daemon=True)
+        self.target = target  # (address, interval); replaced on reload
+        self.results: queue.SimpleQueue[tuple[bool, float]] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self._wake = wake
+
+    def run(self) -> None:
+        next_round = time.monotonic()
+        while not self.stop.is_set():
+            address, interval = self.target
+            command = ping_command(address, interval * 0.8)
+            try:
+                done = subprocess.run(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=interval,
+                    check=False,
+                )
+                ok = done.returncode == 0
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("ping %s failed to run: %s", address, exc)
+                ok = False
+            self.results.put((ok, time.monotonic()))
+            with contextlib.suppress(OSError):
+                self._wake.send(b"p")
+            next_round = max(next_round + interval, time.monotonic())
+            self.stop.wait(max(0.0, next_round - time.monotonic()))
+
+
+class ActionRunner:
+    """Runs the action for a new state without blocking; one at a time, latest state wins."""
+
+    def __init__(self) -> None:
+        self.running: tuple[State, subprocess.Popen[bytes]] | None = None
+        self.queued: tuple[State, list[str]] | None = None
+
+    def request(self, state: State, argv: list[str]) -> None:
+        self.queued = (state, argv)
+        self.poll()
+
+    def poll(self) -> None:
+        if self.running is not None:
+            state, process = self.running
+            code = process.poll()
+            if code is None:
+                return
+            if code == 0:
+                log.info("action for %s done", state)
+            else:
+                log.error("action for %s exited with status %d", state, code)
+            self.running = None
+        if self.queued is not None:
+            state, argv = self.queued
+            self.queued = None
+            log.info("running action for %s: %s", state, argv)
+            try:
+                self.running = (state, subprocess.Popen(argv, stdin=subprocess.DEVNULL))
+            except OSError as exc:
+                log.error("cannot run action %s: %s", argv, exc)
+
+
+class Throttle:
+    """Rate limit for repetitive log lines: one per key and period, counting the rest."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.last: dict[tuple[str, str], float] = {}
+        self.suppressed: Counter[tuple[str, str]] = Counter()
+
+    def allow(self, key: tuple[str, str], now: float) -> int | None:
+        """None if this line should be suppressed, else how many were suppressed before it."""
+        if now - self.last.get(key, -self.period) < self.period:
+            self.suppressed[key] += 1
+            return None
+        self.last[key] = now
+        return self.suppressed.pop(key, 0)
+
+
+class Daemon:
+    def __init__(self, config_path: Path, run_dir: Path) -> None:
+        self.config_path = config_path
+        self.run_dir = run_dir
+        self.boot_id = BOOT_ID_FILE.read_text().strip().replace("-", "")
+        self.selector = selectors.DefaultSelector()
+        self.wake_read, self.wake_write = socket.socketpair()
+        self.sockets: dict[str, socket.socket] = {}
+        self.bound: tuple[Identity, int] | None = None
+        self.receivers: dict[str, protocol.Receiver] = {}
+        self.dropped: Counter[str] = Counter()
+        self.drop_log = Throttle(DROP_LOG_PERIOD)
+        self.send_log = Throttle(DROP_LOG_PERIOD)
+        self.last_heartbeat_wall: dict[str, float | None] = dict.fromkeys(NETS)
+        self.last_ping: dict[str, Any] | None = None
+        self.actions = ActionRunner()
+        self.flags = {"reload": False, "stop": False}
+        self.started_wall = time.time()
+
+    # -- set-up -------------------------------------------------------------------------
+    def _signal(self, signum: int, _frame: object) -> None:
+        self.flags["reload" if signum == signal.SIGHUP else "stop"] = True
+
+    def _bind(self, identity: Identity, port: int) -> None:
+        for sock in self.sockets.values():
+            self.selector.unregister(sock)
+            sock.close()
+        self.sockets = {}
+        for net in NETS:
+            address = identity.own[net]
+            v4 = address.version == 4
+            sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_DGRAM)
+            sock.setsockopt(
+                socket.IPPROTO_IP if v4 else socket.IPPROTO_IPV6,
+                IP_FREEBIND if v4 else IPV6_FREEBIND,
+                1,
+            )
+            sock.bind((str(address), port))
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, net)
+            self.sockets[net] = sock
+
+    def _apply(self, config: Config, secret: bytes, identity: Identity) -> None:
+        if self.bound != (identity, config.port):
+            self._bind(identity, config.port)
+            self.receivers = {}
+            self.bound = (identity, config.port)
+        for net in NETS:
+            window = config.rules.dead_time
+            receiver = self.receivers.get(net)
+            if receiver is None:
+                self.receivers[net] = protocol.Receiver(
+                    identity.peer[net], config.rules.base_priority, window
+                )
+            else:
+                receiver.max_priority, receiver.window = config.rules.base_priority, window
+        self.config, self.secret, self.identity = config, secret, identity
+
+    def _load(self) -> tuple[Config, bytes, Identity]:
+        config = load(self.config_path)
+        return config, read_secret(config.secret_file), identify(config)
+
+    def reload(self) -> None:
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            config, secret, identity = self._load()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+        else:
+            self._apply(config, secret, identity)
+            self.core.rules = config.rules
+            self.pinger.target = (config.ping_addr, config.rules.interval)
+            log.info("configuration reloaded from %s", self.config_path)
+        notify("READY=1")
+
+    # -- the loop -----------------------------------------------------------------------
+    def _send(self, priority: int) -> None:
+        for net in NETS:
+            heartbeat = protocol.Heartbeat(
+                sender=self.identity.own[net],
+                priority=priority,
+                timestamp=time.time(),
+                boot_id=bytes.fromhex(self.boot_id),
+                sequence=time.monotonic_ns(),
+            )
+            target = (str(self.identity.peer[net]), self.config.port)
+            try:
+                self.sockets[net].sendto(protocol.encode(heartbeat, self.secret), target)
+            except OSError as exc:
+                suppressed = self.send_log.allow((net, type(exc).__name__), time.monotonic())
+                if suppressed is not None:
+                    log.warning(
+                        "cannot send heartbeat on %s to %s: %s (%d more not logged)",
+                        net,
+                        target[0],
+                        exc.strerror or exc,
+                        suppressed,
+                    )
+
+    def _receive(self, net: str) -> None:
+        sock = self.sockets[net]
+        while True:
+            try:
+                datagram, source = sock.recvfrom(protocol.SIZE + 1)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. an ICMP error reported on the socket
+                log.debug("receive on %s: %s", net, exc)
+                continue
+            try:
+                sender = ipaddress.ip_address(source[0].split("%")[0])
+                heartbeat = self.receivers[net].accept(datagram, sender, self.secret, time.time())
+            except protocol.Dropped as drop:
+                self.dropped[drop.reason] += 1
+                suppressed = self.drop_log.allow((net, drop.reason), time.monotonic())
+                if suppressed is not None:
+                    log.warning(
+                        "dropped packet on %s from %s: %s (%d more like it not logged)",
+                        net,
+                        source[0],
+                        drop,
+                        suppressed,
+                    )
+                continue
+            self.core.heartbeat(net, heartbeat.priority, time.monotonic())
+            self.last_heartbeat_wall[net] = time.time()
+
+    def _status(self, decision: Decision) -> dict[str, Any]:
+        return {
+            "node": str(self.identity.own["stor"]),
+            "member_index": self.identity.index,
+            "own_addrs": {net: str(a) for net, a in self.identity.own.items()},
+            "peer_addrs": {net: str(a) for net, a in self.identity.peer.items()},
+            "pid": os.getpid(),
+            "started": self.started_wall,
+            "updated": time.time(),
+            "interval": self.config.rules.interval,
+            "dead_time": self.config.rules.dead_time,
+            "state": decision.state,
+            "computed": decision.computed,
+            "in_grace": decision.in_grace,
+            "own_priority": decision.own_priority,
+            "peer_priority": decision.peer_priority,
+            "last_heartbeat": self.last_heartbeat_wall,
+            "last_ping": self.last_ping,
+            "dropped": dict(self.dropped),
+        }
+
+    def run(self) -> int:
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._signal)
+        try:
+            config, secret, identity = self._load()
+            self._apply(config, secret, identity)
+            self.run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return ExitCode.CONFIG
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            return ExitCode.FAILED
+        for sock in (self.wake_read, self.wake_write):
+            sock.setblocking(False)
+        signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
+        self.selector.register(self.wake_read, selectors.EVENT_READ, None)
+        self.core = Core(self.config.rules, started=time.monotonic(), last_wall=time.time())
+        self.pinger = Pinger((self.config.ping_addr, self.config.rules.interval), self.wake_write)
+        self.pinger.start()
+        log.info(
+            "started as member %d (%s): peer %s / %s, switch %s, interval %g s, dead time %g s",
+            identity.index + 1,
+            ", ".join(f"{n} {a}" for n, a in identity.own.items()),
+            identity.peer["stor"],
+            identity.peer["prod"],
+            config.ping_addr,
+            config.rules.interval,
+            config.rules.dead_time,
+        )
+        notify("READY=1\nSTATUS=start-up grace period")
+        try:
+            return self._loop()
+        except ClockJump as jump:
+            log.critical("%s: exiting so that a restart decides on sound timing", jump)
+            notify(f"STATUS=exited: {jump}")
+            return ExitCode.CLOCK_JUMP
+        finally:
+            self.pinger.stop.set()
+            signal.set_wakeup_fd(-1)
+
+    def _loop(self) -> int:
+        next_send = time.monotonic()
+        announced: int | None = None
+        last_line = ""
+        watchdog = "WATCHDOG_USEC" in os.environ
+        while True:
+            if self.flags["stop"]:
+                log.info("stopping on signal (the active target is left as it is)")
+                notify("STOPPING=1")
+                return ExitCode.STOPPED
+            if self.flags["reload"]:
+                self.flags["reload"] = False
+                self.reload()
+            now = time.monotonic()
+            deadline = min(d for d in (next_send, self.core.next_deadline(now)) if d is not None)
+            for key, _ in self.selector.select(max(0.0, deadline - now)):
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        while self.wake_read.recv(512):
+                            pass
+                else:
+                    self._receive(key.data)
+            while not self.pinger.results.empty():
+                ok, at = self.pinger.results.get()
+                self.core.ping(ok, at)
+                self.last_ping = {"ok": ok, "at": time.time() - (time.monotonic() - at)}
+            self.actions.poll()
+
+            now = time.monotonic()
+            decision = self.core.evaluate(now, time.time())
+            if decision.changed:
+                assert decision.state is not None
+                self.actions.request(decision.state, self.config.action_argv(decision.state))
+                notify(f"STATUS={decision.state}")
+            line = decision.line()
+            tick = now >= next_send
+            if decision.own_priority != announced or tick:
+                self._send(decision.own_priority)
+                announced = decision.own_priority
+            if tick:
+                next_send = max(next_send + self.config.rules.interval, now)
+                if watchdog:
+                    notify("WATCHDOG=1")
+            if line != last_line or tick:
+                if line != last_line:
+                    log.info("%s", line)
+                    last_line = line
+                status.publish(self.run_dir, self._status(decision))
+
+
+def configure_logging() -> None:
+    """Plain lines on stderr; with journald (JOURNAL_STREAM set), <N> priority prefixes."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        levels = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+        class JournalFormatter(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return f"<{levels.get(record.levelno, 2)}>{super().format(record)}"
+
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
