@@ -7,28 +7,24 @@ step knows whether it is still needed, so a nuke that failed half way can simply
 
 Every command goes through one seam, `System.run`: the host where the tests run has no DRBD
 module, no device-mapper and no systemd as PID 1, so tests replace it; the lab runs it for real.
-Paths honour the same `root` prefix (pillar `kiss:cluster:lookup:root`) as the kiss states.
+Paths and programs are the kiss states' own settings (salt/states/kiss/defaults.yaml, then pillar
+`kiss:cluster:lookup`, then the node's minion option `kiss_lookup`), `root` prefix included.
 """
 
+import functools
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kisscluster import lvm, names
+import yaml
 
-#: Paths and programs the nuke uses; pillar `kiss:cluster:lookup` overrides them.
-DEFAULTS: dict[str, str] = {
-    "root": "/",
-    "drbd_config_dir": "/etc/drbd.d",
-    "vm_config_dir": "/etc/vm",
-    "drbdadm": "drbdadm",
-    "drbdsetup": "drbdsetup",
-    "lvs": "lvs",
-    "lvremove": "lvremove",
-    "systemctl": "systemctl",
-}
+from kisscluster import lvm, names, paths
+
+#: The settings the nuke reads; the states' defaults.yaml does not know lvremove.
+SETTINGS = ("root", "drbd_dir", "vm_conf_dir", "drbdadm", "lvs", "lvremove", "systemctl")
+NUKE_DEFAULTS = {"lvremove": "/sbin/lvremove"}
 COMMAND_TIMEOUT = 300
 ACTIVE_STATES = ("active", "activating", "deactivating", "reloading", "refreshing")
 
@@ -64,6 +60,18 @@ class Step:
         return f"{self.what}: {action}"
 
 
+@functools.cache
+def state_defaults() -> dict[str, Any]:
+    """salt/states/kiss/defaults.yaml: the paths and programs of the kiss states."""
+    path = paths.salt_root() / "states" / "kiss" / "defaults.yaml"
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8"))["kiss"])
+
+
+def settings(lookup: Mapping[str, Any]) -> dict[str, str]:
+    merged = {**NUKE_DEFAULTS, **state_defaults(), **lookup}
+    return {key: str(merged[key] or "") for key in SETTINGS}
+
+
 def unit_name(vm: str) -> str:
     return f"vm@{names.validate_vm_name(vm)}.service"
 
@@ -86,39 +94,39 @@ def plan(
 ) -> list[Step]:
     """Probe this node (read-only) and list every nuke step, marking those still needed."""
     vm = names.validate_vm_name(vm)
-    settings = {**DEFAULTS, **{k: str(v) for k, v in lookup.items() if k in DEFAULTS}}
+    config = settings(lookup)
     unit = unit_name(vm)
-    state = system.run([settings["systemctl"], "is-active", unit]).stdout.strip()
+    state = system.run([config["systemctl"], "is-active", unit]).stdout.strip()
     active = state in ACTIVE_STATES
     if active and not force:
         raise NukeError(
             f"{unit} is {state}: stop the VM first (systemctl stop {unit}), or nuke with force=True"
         )
-    listing = system.run(lvm.lvs_command(settings["lvs"], volume_group))
+    listing = system.run(lvm.lvs_command(config["lvs"], volume_group))
     if listing.returncode != 0:
         raise NukeError(f"cannot list the LVs of {volume_group}: {listing.stderr.strip()}")
     existing = lvm.parse_lvs(listing.stdout)
-    resource_up = system.run([settings["drbdsetup"], "status", vm]).returncode == 0
-    resource_file = _under_root(settings, "drbd_config_dir", f"{vm}.res")
-    vm_config = _under_root(settings, "vm_config_dir", f"{vm}.conf")
+    resource_file = _under_root(config, "drbd_dir", f"{vm}.res")
+    vm_config = _under_root(config, "vm_conf_dir", f"{vm}.conf")
+    drbdadm = (config["drbdadm"], "-c", str(resource_file))
+    resource_up = resource_file.exists() and system.run([*drbdadm, "role", vm]).returncode == 0
     lvs = _record_lvs(vm, record)
-    drbdadm = (settings["drbdadm"], "-c", str(resource_file))
     return [
-        Step("stop the VM", (settings["systemctl"], "stop", unit), needed=active),
+        Step("stop the VM", (config["systemctl"], "stop", unit), needed=active),
         Step("DRBD disconnect", (*drbdadm, "disconnect", vm), needed=resource_up),
         Step("DRBD down", (*drbdadm, "down", vm), needed=resource_up),
         Step(
             "DRBD wipe-md",
-            (*drbdadm, "wipe-md", "--force", vm),
+            (*drbdadm, "--", "--force", "wipe-md", vm),
             needed=resource_file.exists() and bool(lvs) and lvs[0] in existing,
         ),
         Step("remove the DRBD resource file", path=resource_file, needed=resource_file.exists()),
-        Step("disable the unit", (settings["systemctl"], "disable", unit)),
+        Step("disable the unit", (config["systemctl"], "disable", unit)),
         Step("remove the VM config", path=vm_config, needed=vm_config.exists()),
         *(
             Step(
                 f"remove LV {lv}",
-                (settings["lvremove"], "--yes", f"{volume_group}/{lv}"),
+                (config["lvremove"], "--yes", f"{volume_group}/{lv}"),
                 needed=lv in existing,
             )
             for lv in lvs

@@ -76,11 +76,13 @@ def share_with_group(top: Path, group: str) -> None:
 
 
 def _check_remote(repo: git.Repo, site: Path, push_urls: list[str]) -> None:
-    reader = repo.config_reader()
-    if not repo.remotes or "origin" not in [remote.name for remote in repo.remotes]:
+    if "origin" not in [remote.name for remote in repo.remotes]:
         raise InitError(f"{site} has no remote origin: it is not a kiss-init working copy")
-    found = reader.get_values('remote "origin"', "pushurl", fallback=[])
-    if [str(url) for url in found] != push_urls:
+    try:
+        found = repo.git.config("--get-all", "remote.origin.pushurl").split("\n")
+    except git.GitCommandError:
+        found = []
+    if found != push_urls:
         raise InitError(
             f"{site}: origin pushes to {found}, expected {push_urls}: refusing to change an "
             "existing repository; fix it with `git remote set-url` or move it away"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from twonodes import NodeDirs, Pair
+from twonodes import NodeDirs, Pair, detach, use_real_kiss_states
 
 pytestmark = pytest.mark.usefixtures("sshd")
 
@@ -63,6 +63,38 @@ def test_full_run_commits_the_cache_pushes_both_and_applies_on_both(initialised:
     assert again.returncode == 0, again.stdout + again.stderr
     assert heads(pair) == (commit, commit), "a run without edits must not commit"
     assert "0 changed" in again.stdout
+
+
+def test_full_run_applies_the_real_kiss_vms_on_both_nodes(pair: Pair):
+    """The product's kiss.vms, with the seams of use_real_kiss_states (loop-device LVM without
+    activation, drbdadm-84 --dry-run, a recording systemctl), files under each node's root."""
+    devices = use_real_kiss_states(pair)
+    try:
+        init = pair.run("kiss-init", pair.node1, "--from", str(pair.skeleton))
+        assert init.returncode == 0, init.stdout + init.stderr
+
+        run = pair.run("kiss-configure", pair.node1)
+
+        assert run.returncode == 0, run.stdout + run.stderr
+        commit = pair.head(pair.node1.site)
+        assert heads(pair) == (commit, commit) == (commit, pair.head(pair.node2.site))
+        for node in (pair.node1, pair.node2):
+            for vm in ("web", "db", "mail"):
+                assert (node.root / "etc" / "drbd.d" / f"{vm}.res").is_file()
+                assert (node.root / "etc" / "vm" / f"{vm}.conf").is_file()
+            assert f"{node.name}: kiss.vms at {commit[:12]}: " in run.stdout
+        lvcreates = [
+            json.loads(line)
+            for line in (pair.node2.directory / "commands.log").read_text().splitlines()
+            if line.startswith('["lvcreate"')
+        ]
+        assert {call[call.index("--name") + 1] for call in lvcreates} >= {"db_root", "db_data"}
+
+        again = pair.run("kiss-configure", pair.node1)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert heads(pair) == (commit, commit)
+    finally:
+        detach(devices)
 
 
 def test_operator_edits_are_committed_with_the_file_names(initialised: Pair):
@@ -135,6 +167,22 @@ def test_unreachable_peer_applies_nothing_anywhere(initialised: Pair):
     assert heads(pair)[0] == before[0]
     assert pair.head(pair.node1.site) == before[0]
     assert applied(pair.node1) is None and applied(pair.node2) is None
+
+
+def test_force_with_the_peer_unreachable_configures_this_node_alone(initialised: Pair):
+    pair = initialised
+    before = heads(pair)
+    pair.sshd.stop()
+
+    run = pair.run("kiss-configure", pair.node1, "--force")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "--force: node2's repository is unreachable" in run.stdout
+    assert "node2: skipped" in run.stdout
+    commit = pair.head(pair.node1.site)
+    assert pair.head(pair.node1.bare) == commit != before[0]
+    assert applied(pair.node1) == commit
+    assert applied(pair.node2) is None
 
 
 def test_bad_vm_file_stops_with_file_and_field_and_changes_nothing(initialised: Pair):

@@ -236,3 +236,123 @@ def make_pair(base: Path, sshd: SshServer, states: Path) -> Pair:
         )
         write_run_config(node)
     return Pair(base, sshd, skeleton, nodes[0], nodes[1])
+
+
+# --- The real kiss.vms on both nodes -------------------------------------------------------------
+#
+# What this host cannot do, and the seam used instead (the same as tests/states uses):
+# * device-mapper: each node's LVM runs for real on its own loop device with `activation = 0`
+#   (lvs and lvcreate are wrappers that only set LVM_SYSTEM_DIR), so LVs exist as metadata only;
+# * the DRBD module: drbdadm is a recorder that runs the real drbdadm-84 --dry-run in a UTS
+#   namespace named like the node, against the node's own drbd.conf under its root;
+# * systemd as PID 1: systemctl is a recorder.
+
+DRBDADM_84 = "/usr/lib/drbd/drbdadm-84"
+CLONE_NEWUTS = 0x04000000
+
+_SCRIPT = '''#!{python}
+"""{doc}"""
+import ctypes, json, os, socket, sys
+with open({log!r}, "a", encoding="utf-8") as log:
+    log.write(json.dumps([{name!r}, *sys.argv[1:]]) + "\\n")
+{body}
+'''
+
+_LVM_BODY = """os.environ.update(LVM_SYSTEM_DIR={conf!r}, LVM_SUPPRESS_FD_WARNINGS="1")
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+_DRBDADM_BODY = """libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare({clone}) != 0:
+    sys.exit("unshare(CLONE_NEWUTS) failed: errno %d" % ctypes.get_errno())
+socket.sethostname({node!r})
+os.execv({real!r}, [{real!r}, "--dry-run", "-c", {config!r}, *sys.argv[1:]])
+"""
+
+
+def _script(path: Path, doc: str, log: Path, body: str) -> str:
+    text = _SCRIPT.format(python=sys.executable, doc=doc, log=str(log), name=path.name, body=body)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o755)
+    return str(path)
+
+
+def _loop_vg(directory: Path) -> tuple[str, Path]:
+    """VG vg0 on a fresh loop device; LVM sees only that device and activates nothing."""
+    directory.mkdir(parents=True)
+    image = directory / "pv.img"
+    with image.open("wb") as handle:
+        handle.truncate(256 << 20)
+    device = subprocess.run(
+        ["losetup", "--find", "--show", str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    conf = directory / "lvm"
+    conf.mkdir()
+    (conf / "lvm.conf").write_text(
+        f'devices {{\n    filter = [ "a|^{device}$|", "r|.*|" ]\n    use_devicesfile = 0\n'
+        '    hints = "none"\n    obtain_device_list_from_udev = 0\n}\n'
+        "global {\n    activation = 0\n}\nbackup {\n    backup = 0\n    archive = 0\n}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LVM_SYSTEM_DIR": str(conf), "LVM_SUPPRESS_FD_WARNINGS": "1"}
+    for command in (["pvcreate", device], ["vgcreate", "vg0", device]):
+        subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
+    return device, conf
+
+
+def use_real_kiss_states(pair: Pair) -> list[str]:
+    """Point both nodes at the product's kiss states; returns the loop devices to detach."""
+    devices = []
+    for node in (pair.node1, pair.node2):
+        bin_dir = node.directory / "bin"
+        bin_dir.mkdir()
+        log = node.directory / "commands.log"
+        drbd_conf = node.root / "etc" / "drbd.conf"
+        drbd_conf.parent.mkdir(parents=True)
+        drbd_conf.write_text(
+            f'include "{node.root}/etc/drbd.d/*.conf";\ninclude "{node.root}/etc/drbd.d/*.res";\n',
+            encoding="utf-8",
+        )
+        device, lvm_conf = _loop_vg(node.directory / "vg")
+        devices.append(device)
+        lvm_doc = "Real {} with this node's lvm.conf (loop device, no activation)."
+        lookup = {
+            "root": str(node.root),
+            "lvs": _script(
+                bin_dir / "lvs",
+                lvm_doc.format("lvs"),
+                log,
+                _LVM_BODY.format(conf=str(lvm_conf), real=shutil.which("lvs")),
+            ),
+            "lvcreate": _script(
+                bin_dir / "lvcreate",
+                lvm_doc.format("lvcreate"),
+                log,
+                _LVM_BODY.format(conf=str(lvm_conf), real=shutil.which("lvcreate")),
+            ),
+            "drbdadm": _script(
+                bin_dir / "drbdadm",
+                f"Real drbdadm-84 --dry-run as host {node.name}.",
+                log,
+                _DRBDADM_BODY.format(
+                    clone=CLONE_NEWUTS, node=node.name, real=DRBDADM_84, config=str(drbd_conf)
+                ),
+            ),
+            "systemctl": _script(bin_dir / "systemctl", "Records and succeeds.", log, ""),
+            "python": sys.executable,
+        }
+        minion = node.config_dir / "minion"
+        config = yaml.safe_load(minion.read_text(encoding="utf-8"))
+        config["file_roots"] = {"base": [str(CHECKOUT / "salt" / "states")]}
+        config["kiss_lookup"] = lookup
+        minion.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return devices
+
+
+def detach(devices: list[str]) -> None:
+    for device in devices:
+        subprocess.run(["losetup", "--detach", device], capture_output=True, timeout=30)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stands in for systemctl, lvs, lvremove, drbdsetup and drbdadm of one test node, because this
+"""Stands in for systemctl, lvs, lvremove and drbdadm of one test node, because this
 host has no systemd as PID 1, no device-mapper and no DRBD module. Linked as <root>/bin/<program>;
 logs every call to <root>/commands.log, keeps the node's LVs in <root>/lvs, reports the VM unit
 active while <root>/running exists and the DRBD resource up until `drbdadm ... down`."""
@@ -22,7 +22,7 @@ if program == "systemctl" and args[:1] == ["is-active"]:
 if program == "lvs":
     rows = [{"lv_name": name, "lv_size": "33554432"} for name in sorted(lvs)]
     print(json.dumps({"report": [{"lv": rows}]}))
-elif program == "drbdsetup" and args[:1] == ["status"]:
+elif program == "drbdadm" and "role" in args:
     sys.exit(10 if (root / "drbd-down").exists() else 0)
 elif program == "drbdadm" and "down" in args:
     (root / "drbd-down").touch()

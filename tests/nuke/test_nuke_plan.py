@@ -1,7 +1,7 @@
 """kiss.nuke on one node: the step plan, the refusals, execution order and resumption.
 
 This host has no DRBD kernel module, no device-mapper and no systemd as PID 1, so systemctl,
-lvs, lvremove, drbdsetup and drbdadm cannot run here: `RecordingSystem` stands in for the one
+lvs, lvremove and drbdadm cannot run here: `RecordingSystem` stands in for the one
 command seam of kisscluster.nuke (`System.run`). The DRBD commands of the plan are still checked
 against real `drbdadm -d` (dry run) with the resource file kiss.vms renders. Files are removed
 for real under a temporary root."""
@@ -30,33 +30,36 @@ class RecordingSystem:
     def run(self, argv):
         argv = list(argv)
         self.calls.append(argv)
+        program = Path(argv[0]).name
 
         def answer(returncode=0, stdout="", stderr=""):
             return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
 
         if self.fail and self.fail in argv:
             return answer(1, stderr=f"{self.fail}: simulated failure")
-        if argv[1:2] == ["is-active"]:
+        if "is-active" in argv:
             return answer(0 if self.active == "active" else 3, stdout=self.active + "\n")
-        if argv[1:2] == ["stop"]:
+        if "stop" in argv:
             self.active = "inactive"
-        if argv[0] == "lvs":
+        if program == "lvs":
             rows = [{"lv_name": lv, "lv_size": "33554432"} for lv in sorted(self.lvs)]
             return answer(stdout=json.dumps({"report": [{"lv": rows}]}))
-        if argv[1:2] == ["status"]:
+        if "role" in argv:
             return answer(0 if self.resource_up else 10)
         if "down" in argv:
             self.resource_up = False
-        if argv[0] == "lvremove":
+        if program == "lvremove":
             self.lvs.discard(argv[-1].split("/")[1])
         return answer()
 
     def commands(self) -> list[list[str]]:
-        probes = (["is-active"], ["status"])
-        return [c for c in self.calls if c[0] != "lvs" and c[1:2] not in probes]
+        """The calls that change something (not the probes is-active, lvs, role)."""
+        probes = ("is-active", "role")
+        return [c for c in self.calls if Path(c[0]).name != "lvs" and not set(probes) & set(c)]
 
 
 DB_LVS = {"db_root", "db_data", "db_logs"}
+DRBDADM = "/usr/lib/drbd/drbdadm-84"  # salt/states/kiss/defaults.yaml
 
 
 @pytest.fixture
@@ -93,39 +96,40 @@ def test_test_mode_lists_every_step_and_removes_nothing(node):
 
     lines = run_nuke(node, system, test=True)
 
+    drbdadm = f"{DRBDADM} -c {resource}"
     assert lines == [
-        "already done, skip stop the VM: systemctl stop vm@db.service",
-        f"would DRBD disconnect: drbdadm -c {resource} disconnect db",
-        f"would DRBD down: drbdadm -c {resource} down db",
-        f"would DRBD wipe-md: drbdadm -c {resource} wipe-md --force db",
+        "already done, skip stop the VM: /bin/systemctl stop vm@db.service",
+        f"would DRBD disconnect: {drbdadm} disconnect db",
+        f"would DRBD down: {drbdadm} down db",
+        f"would DRBD wipe-md: {drbdadm} -- --force wipe-md db",
         f"would remove the DRBD resource file: remove {resource}",
-        "would disable the unit: systemctl disable vm@db.service",
+        "would disable the unit: /bin/systemctl disable vm@db.service",
         f"would remove the VM config: remove {config}",
-        "would remove LV db_root: lvremove --yes vg0/db_root",
-        "would remove LV db_data: lvremove --yes vg0/db_data",
-        "would remove LV db_logs: lvremove --yes vg0/db_logs",
+        "would remove LV db_root: /sbin/lvremove --yes vg0/db_root",
+        "would remove LV db_data: /sbin/lvremove --yes vg0/db_data",
+        "would remove LV db_logs: /sbin/lvremove --yes vg0/db_logs",
     ]
     assert system.commands() == []
     assert resource.exists() and config.exists()
 
 
 def test_drbd_steps_are_commands_drbdadm_accepts(node):
-    """Real drbdadm parses each DRBD step against the resource file kiss.vms renders (-d: print
-    what it would do instead of doing it)."""
+    """The real drbdadm (the states' default, drbdadm-84, and drbd-utils 9's drbdadm) parses each
+    DRBD step against the resource file kiss.vms renders; -d prints what it would do instead of
+    doing it."""
     steps = nuke.plan(
         "db", node[1]["disabled_vms"]["db"], "vg0", {"root": str(node[2])}, RecordingSystem(DB_LVS)
     )
-    drbd_steps = [step for step in steps if step.argv[:1] == ("drbdadm",)]
+    drbd_steps = [step for step in steps if step.argv[:1] == (DRBDADM,)]
     assert [step.what for step in drbd_steps] == ["DRBD disconnect", "DRBD down", "DRBD wipe-md"]
-    for step in drbd_steps:
-        dry = subprocess.run(
-            ["drbdadm", "-d", *step.argv[1:]], capture_output=True, text=True, timeout=30
-        )
-        assert dry.returncode == 0, (step.argv, dry.stderr)
-    wipe = subprocess.run(
-        ["drbdadm", "-d", *drbd_steps[-1].argv[1:]], capture_output=True, text=True, timeout=30
-    )
-    assert "/dev/vg0/db_root" in wipe.stdout and "/dev/vg0/db_logs" in wipe.stdout
+    for drbdadm in (DRBDADM, "drbdadm"):
+        for step in drbd_steps:
+            dry = subprocess.run(
+                [drbdadm, "-d", *step.argv[1:]], capture_output=True, text=True, timeout=30
+            )
+            assert dry.returncode == 0, (drbdadm, step.argv, dry.stderr)
+        assert "/dev/vg0/db_root internal wipe-md --force" in dry.stdout
+        assert "/dev/vg0/db_logs internal wipe-md --force" in dry.stdout
 
 
 def test_active_vm_is_refused_unless_forced(node):
@@ -137,8 +141,8 @@ def test_active_vm_is_refused_unless_forced(node):
 
     done = run_nuke(node, system, force=True)
 
-    assert system.commands()[0] == ["systemctl", "stop", "vm@db.service"]
-    assert done[0] == "stop the VM: systemctl stop vm@db.service"
+    assert system.commands()[0] == ["/bin/systemctl", "stop", "vm@db.service"]
+    assert done[0] == "stop the VM: /bin/systemctl stop vm@db.service"
 
 
 def test_vm_that_still_has_a_file_is_refused(node):
@@ -156,22 +160,22 @@ def test_nuke_runs_the_steps_in_order_and_a_second_run_has_nothing_left(node):
 
     run_nuke(node, system)
 
-    assert [c[:2] + c[-1:] for c in system.commands()] == [
-        ["drbdadm", "-c", "db"],
-        ["drbdadm", "-c", "db"],
-        ["drbdadm", "-c", "db"],
-        ["systemctl", "disable", "vm@db.service"],
-        ["lvremove", "--yes", "vg0/db_root"],
-        ["lvremove", "--yes", "vg0/db_data"],
-        ["lvremove", "--yes", "vg0/db_logs"],
+    drbdadm = [DRBDADM, "-c", str(resource)]
+    assert system.commands() == [
+        [*drbdadm, "disconnect", "db"],
+        [*drbdadm, "down", "db"],
+        [*drbdadm, "--", "--force", "wipe-md", "db"],
+        ["/bin/systemctl", "disable", "vm@db.service"],
+        ["/sbin/lvremove", "--yes", "vg0/db_root"],
+        ["/sbin/lvremove", "--yes", "vg0/db_data"],
+        ["/sbin/lvremove", "--yes", "vg0/db_logs"],
     ]
-    assert [c[3] for c in system.commands()[:3]] == ["disconnect", "down", "wipe-md"]
     assert not resource.exists() and not config.exists()
     assert system.lvs == set()
 
     again = run_nuke(node, system, test=True)
     assert [line for line in again if line.startswith("would ")] == [
-        "would disable the unit: systemctl disable vm@db.service"
+        "would disable the unit: /bin/systemctl disable vm@db.service"
     ]
 
 
@@ -188,9 +192,9 @@ def test_failed_step_stops_the_nuke_and_a_rerun_finishes_it(node):
     done = run_nuke(node, system)
 
     assert done == [
-        "disable the unit: systemctl disable vm@db.service",
-        "remove LV db_data: lvremove --yes vg0/db_data",
-        "remove LV db_logs: lvremove --yes vg0/db_logs",
+        "disable the unit: /bin/systemctl disable vm@db.service",
+        "remove LV db_data: /sbin/lvremove --yes vg0/db_data",
+        "remove LV db_logs: /sbin/lvremove --yes vg0/db_logs",
     ]
 
 

@@ -1,5 +1,5 @@
 """kiss-nuke-vm on two nodes of one machine: salt-run state.orchestrate kiss.nuke with real git,
-sshd, salt-call and salt-run. systemctl, lvs, lvremove, drbdsetup and drbdadm are replaced per node
+sshd, salt-call and salt-run. systemctl, lvs, lvremove and drbdadm are replaced per node
 by fake_node_tool.py through the pillar lookup (this host has no systemd as PID 1, no
 device-mapper, no DRBD module); the real commands run in the lab. Files are removed for real under
 each node's root."""
@@ -12,7 +12,7 @@ import yaml
 from configure.twonodes import NodeDirs, Pair
 
 FAKE_TOOL = Path(__file__).parent / "fake_node_tool.py"
-PROGRAMS = ("systemctl", "lvs", "lvremove", "drbdsetup", "drbdadm")
+PROGRAMS = ("systemctl", "lvs", "lvremove", "drbdadm")
 
 
 def node_files(node: NodeDirs, vm: str) -> list[Path]:
@@ -23,7 +23,7 @@ def actions(node: NodeDirs) -> list[list[str]]:
     """The non-probe commands a node ran."""
     log = node.root / "commands.log"
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return [c for c in calls if c[0] != "lvs" and c[1] not in ("is-active", "status")]
+    return [c for c in calls if c[0] != "lvs" and not {"is-active", "role"} & set(c)]
 
 
 def cache_minors(pair: Pair, bare: Path) -> dict[str, int]:

@@ -1,0 +1,86 @@
+"""The small pure parts of kiss-configure: the remote command, git URLs, state summaries."""
+
+from pathlib import Path
+
+import pytest
+
+from kisscluster.configure.node import Cluster, NodeError, ssh_url
+from kisscluster.configure.summary import summarize
+
+PEER = {"name": "node2", "prod_addr": "192.0.2.12", "stor_addr": "10.99.0.2"}
+
+
+def cluster(**lookup) -> Cluster:
+    return Cluster("example", ({"name": "node1", "stor_addr": "10.99.0.1"}, PEER), lookup, {})
+
+
+def test_default_remote_command_is_ssh_to_the_peer_storage_address():
+    assert cluster().remote_command(PEER, "kiss-configure", "node", "check") == [
+        "ssh", "-o", "BatchMode=yes", "10.99.0.2", "kiss-configure", "node", "check",
+    ]  # fmt: skip
+
+
+def test_remote_command_template_names_the_peer():
+    template = ["ssh", "{stor_addr}", "env", "SALT_CONFIG_DIR=/nodes/{name}/salt"]
+    assert cluster(remote_command=template).remote_command(PEER, "x") == [
+        "ssh", "10.99.0.2", "env", "SALT_CONFIG_DIR=/nodes/node2/salt", "x",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("argument", ["a;reboot", "$(id)", "two words", "`x`", "a|b", ""])
+def test_arguments_the_peer_shell_would_interpret_are_refused(argument: str):
+    with pytest.raises(NodeError, match="refusing to pass"):
+        cluster().remote_command(PEER, "kiss-configure", argument)
+
+
+def test_remote_command_must_be_a_list():
+    with pytest.raises(NodeError, match="list of strings"):
+        cluster(remote_command="ssh node2").remote_command(PEER)
+
+
+def test_not_a_member_names_the_members():
+    with pytest.raises(NodeError, match=r"'node3' is not a member.*node1, node2"):
+        cluster().peer_of("node3")
+
+
+def test_ssh_url_brackets_ipv6():
+    assert ssh_url("10.99.0.2", Path("/srv/kiss-configure.git")) == (
+        "ssh://10.99.0.2/srv/kiss-configure.git"
+    )
+    assert ssh_url("fd00::2", Path("/srv/k.git")) == "ssh://[fd00::2]/srv/k.git"
+
+
+def test_summary_of_state_results_orders_by_run_and_counts():
+    local = {
+        "file_|-b_|-/b_|-managed": {"result": True, "changes": {}, "__run_num__": 1, "__id__": "b"},
+        "file_|-a_|-/a_|-managed": {
+            "result": True,
+            "changes": {"diff": "new"},
+            "comment": "File /a updated",
+            "__run_num__": 0,
+            "__id__": "a",
+        },
+        "test_|-c_|-c_|-fail_without_changes": {
+            "result": False,
+            "changes": {},
+            "comment": "Failure!",
+            "__run_num__": 2,
+            "__id__": "c",
+        },
+    }
+    summary = summarize(local)
+    assert not summary.ok
+    assert summary.lines(test=False) == [
+        "3 states, 1 changed, 1 failed",
+        "  failed: c (test.fail_without_changes): Failure!",
+        "  changed: a (file.managed): File /a updated",
+    ]
+
+
+def test_summary_of_render_errors_is_a_failure():
+    summary = summarize(["Rendering SLS 'base:kiss.vms' failed: mapping values"])
+    assert not summary.ok
+    assert (
+        summary.lines(test=True)[1]
+        == "  error: Rendering SLS 'base:kiss.vms' failed: mapping values"
+    )
