@@ -113,6 +113,7 @@ class Pinger(threading.Thread):
         self.results: queue.SimpleQueue[tuple[bool, float]] = queue.SimpleQueue()
         self.stop = threading.Event()
         self._wake = wake
+        self._failures = Throttle(DROP_LOG_PERIOD)
 
     def run(self) -> None:
         next_round = time.monotonic()
@@ -130,7 +131,11 @@ class Pinger(threading.Thread):
                 )
                 ok = done.returncode == 0
             except (OSError, subprocess.TimeoutExpired) as exc:
-                log.warning("ping %s failed to run: %s", address, exc)
+                suppressed = self._failures.allow(("ping", type(exc).__name__), time.monotonic())
+                if suppressed is not None:
+                    log.warning(
+                        "ping %s failed to run: %s (%d more not logged)", address, exc, suppressed
+                    )
                 ok = False
             self.results.put((ok, time.monotonic()))
             with contextlib.suppress(OSError):

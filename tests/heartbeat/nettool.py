@@ -13,7 +13,8 @@ ETH_P_IP = 0x0800
 IP_FREEBIND = 15
 
 
-def sniff(ifname: str, port: int, count: int, timeout: float) -> None:
+def sniff(ifname: str, source: str, port: int, count: int, timeout: float) -> None:
+    wanted = socket.inet_aton(source)
     with socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP)) as sock:
         sock.bind((ifname, ETH_P_IP))
         deadline = time.monotonic() + timeout
@@ -25,7 +26,7 @@ def sniff(ifname: str, port: int, count: int, timeout: float) -> None:
             except TimeoutError:
                 break
             header = (packet[0] & 0x0F) * 4
-            if packet[9] != socket.IPPROTO_UDP:
+            if packet[9] != socket.IPPROTO_UDP or packet[12:16] != wanted:
                 continue
             dport = struct.unpack("!H", packet[header + 2 : header + 4])[0]
             if dport != port:
@@ -46,6 +47,6 @@ def send(source: str, destination: str, port: int, gap: float, payloads: list[st
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "sniff":
-        sniff(args[0], int(args[1]), int(args[2]), float(args[3]))
+        sniff(args[0], args[1], int(args[2]), int(args[3]), float(args[4]))
     else:
         send(args[0], args[1], int(args[2]), float(args[3]), args[4:])

@@ -34,7 +34,6 @@ PROD = {"n1": "10.231.2.1", "n2": "10.231.2.2"}
 SWITCH = "10.231.2.254"
 PORT = 694
 SECRET = "correct horse battery staple, kisscluster test secret\n"
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -126,21 +125,21 @@ class Lab:
     def action_log(self, node: str) -> Path:
         return self.rundir(node) / "actions.log"
 
-    def start(self, node: str, faketime_file: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, node: str, clock_offset: Path | None = None, notify_socket: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         # The config is identical on both nodes; the recorder learns its log from the environment.
         env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
         env["KISSTEST_ACTION_LOG"] = str(self.action_log(node))
         env.pop("NOTIFY_SOCKET", None)
-        if faketime_file is not None:
-            env |= {
-                "LD_PRELOAD": str(FAKETIME_LIB),
-                "FAKETIME_TIMESTAMP_FILE": str(faketime_file),
-                "FAKETIME_NO_CACHE": "1",
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-            }
+        if notify_socket is not None:
+            env["NOTIFY_SOCKET"] = str(notify_socket)
+        if clock_offset is None:
+            program = [str(CHECKOUT / "scripts" / "kissclusterd")]
+        else:
+            program = [str(HERE / "skewed_clock.py"), str(clock_offset)]
         argv = [
-            "ip", "netns", "exec", self.ns(node),
-            sys.executable, str(CHECKOUT / "scripts" / "kissclusterd"), "run",
+            "ip", "netns", "exec", self.ns(node), sys.executable, *program, "run",
             "--config", str(self.root / "kissclusterd.conf"), "--run-dir", str(self.rundir(node)),
         ]  # fmt: skip
         with open(self.root / f"{node}.log", "ab") as log:
@@ -290,7 +289,8 @@ def violations(
         if bad and start is None:
             start = moment
         elif not bad and start is not None:
-            spans.append((start, moment))
+            if moment > start:
+                spans.append((start, moment))
             start = None
     if start is not None:
         spans.append((start, until))
