@@ -3,6 +3,7 @@ kiss-nuke-vm."""
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import git
@@ -37,6 +38,10 @@ def _node_command(args: argparse.Namespace) -> int:
         return 1
     if args.action == "check":
         outcome = nodeside.check(node, args.commit)
+    elif args.action == "apply" and args.candidate_stdin:
+        with tempfile.TemporaryDirectory(prefix="kiss-configure-candidate-") as scratch:
+            candidate = nodeside.unpack_candidate(sys.stdin.read(), Path(scratch))
+            outcome = nodeside.apply(node, args.commit, args.sls, True, candidate)
     elif args.action == "apply":
         outcome = nodeside.apply(node, args.commit, args.sls, args.test)
     elif args.action == "init-bare":
@@ -81,6 +86,7 @@ def configure_main(argv: list[str] | None = None) -> int:
     node.add_argument("--commit", default="")
     node.add_argument("--sls", default="kiss.vms")
     node.add_argument("--test", action="store_true")
+    node.add_argument("--candidate-stdin", action="store_true")
     node.add_argument("--vm", default="")
     node.add_argument("--force", action="store_true")
     node.add_argument("--peer-url", default="")

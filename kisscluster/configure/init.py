@@ -19,7 +19,7 @@ import git
 from kisscluster import paths
 from kisscluster.atomic import write_atomic
 from kisscluster.configure.node import Cluster, Node, NodeError, load_node, ssh_url
-from kisscluster.configure.nodeside import CONFIG_PATHS, Outcome
+from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, Outcome
 from kisscluster.configure.rollout import run_remote
 
 BRANCH = "main"
@@ -170,7 +170,7 @@ def init(options: InitOptions, say: Callable[[str], None] = print) -> None:
     repo = git.Repo(node.site)
     say(f"git: pushing {BRANCH} to {node.bare} and {peer_url}")
     try:
-        repo.git.push("origin", f"{BRANCH}:{BRANCH}")
+        repo.git.push("origin", f"{BRANCH}:{BRANCH}", kill_after_timeout=GIT_TIMEOUT)
     except git.GitCommandError as exc:
         raise InitError(
             f"push failed: {' '.join(str(exc.stderr).split())}: the bare repositories hold other "

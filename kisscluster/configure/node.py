@@ -20,7 +20,7 @@ from kisscluster import pillar as pillar_mod
 
 DEFAULT_CONFIG_DIR = Path("/etc/salt")
 DEFAULT_SITE = "/srv/kiss-configure"
-DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes", "{stor_addr}")
+DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "{stor_addr}")
 DEFAULT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 (a path)
 
 _INERT_ARGUMENT = re.compile(r"[A-Za-z0-9_./=:@%+,-]+\Z")

@@ -5,17 +5,26 @@ remote command and answers with one JSON line. A node refuses to apply unless it
 is exactly at the commit the orchestration names.
 """
 
+import base64
+import io
 import json
+import shutil
 import subprocess
+import tarfile
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import git
+import yaml
 
 from kisscluster.configure.node import Node
 from kisscluster.configure.summary import summarize
 
 CONFIG_PATHS = ("vm-config", "pillar")
+#: Seconds any git command that may talk to another node gets before it is killed.
+GIT_TIMEOUT = 120
 SALT_CALL_TIMEOUT = 1800
 
 
@@ -59,7 +68,7 @@ def _local_edits(repo: git.Repo) -> list[str]:
 
 def _reachable(node: Node, repo: git.Repo, commit: str) -> list[str]:
     """Why the working copy cannot be fast-forwarded to `commit` (empty when it can)."""
-    repo.remotes.origin.fetch()
+    repo.remotes.origin.fetch(kill_after_timeout=GIT_TIMEOUT)
     try:
         target = repo.commit(commit)
     except (ValueError, git.BadName):
@@ -91,7 +100,40 @@ def check(node: Node, commit: str) -> Outcome:
     return Outcome(node.minion_id, True, [f"working copy can be brought to {commit}"])
 
 
-def _salt_call(node: Node, sls: str, commit: str, test: bool) -> list[str] | dict[str, Any]:
+def pack_candidate(candidate: Path) -> str:
+    """The candidate site (its pillar/ and vm-config/) as base64 text, to send to the peer."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for part in CONFIG_PATHS:
+            archive.add(candidate / part, arcname=part)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def unpack_candidate(text: str, into: Path) -> Path:
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(text)), mode="r:gz") as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def candidate_config(node: Node, candidate: Path, into: Path) -> Path:
+    """A copy of the node's minion config whose site (and pillar root) is `candidate`."""
+    into.mkdir()
+    shutil.copy2(node.config_dir / "minion", into / "minion")
+    includes = node.config_dir / "minion.d"
+    if includes.is_dir():
+        shutil.copytree(includes, into / "minion.d")
+    else:
+        (into / "minion.d").mkdir()
+    override = {"kiss_site": str(candidate), "pillar_roots": {"base": [str(candidate / "pillar")]}}
+    (into / "minion.d" / "zz-kiss-configure-dry-run.conf").write_text(
+        yaml.safe_dump(override), encoding="utf-8"
+    )
+    return into
+
+
+def _salt_call(
+    node: Node, config_dir: Path, sls: str, commit: str, test: bool
+) -> list[str] | dict[str, Any]:
     pillar: dict[str, Any] = {"kiss_commit": commit}
     if node.lookup_overrides:
         pillar["kiss"] = {"cluster": {"lookup": node.lookup_overrides}}
@@ -99,7 +141,7 @@ def _salt_call(node: Node, sls: str, commit: str, test: bool) -> list[str] | dic
         "salt-call",
         "--local",
         "-c",
-        str(node.config_dir),
+        str(config_dir),
         "--out",
         "json",
         "--log-level",
@@ -120,8 +162,20 @@ def _salt_call(node: Node, sls: str, commit: str, test: bool) -> list[str] | dic
         return [f"salt-call exited {completed.returncode} without a state result: {detail}"]
 
 
-def apply(node: Node, commit: str, sls: str = "kiss.vms", test: bool = False) -> Outcome:
-    """Bring the working copy to `commit` (unless `test`) and apply `sls` with salt-call."""
+def apply(
+    node: Node,
+    commit: str,
+    sls: str = "kiss.vms",
+    test: bool = False,
+    candidate: Path | None = None,
+) -> Outcome:
+    """Bring the working copy to `commit` (unless `test`) and apply `sls` with salt-call.
+
+    `candidate` (test only, for kiss-configure --dry-run): a site directory holding the edits
+    and the cache the run would commit on top of `commit`; the node applies it with test=True
+    through a copy of its minion config, its working copy untouched."""
+    if candidate is not None and not test:
+        raise ValueError("a candidate site is only ever applied with test=True")
     try:
         repo = _repo(node)
         if not test:
@@ -141,7 +195,12 @@ def apply(node: Node, commit: str, sls: str = "kiss.vms", test: bool = False) ->
                 f"not at {commit} named by the orchestration"
             ],
         )
-    summary = summarize(_salt_call(node, sls, commit, test))
+    if candidate is None:
+        summary = summarize(_salt_call(node, node.config_dir, sls, commit, test))
+    else:
+        with tempfile.TemporaryDirectory(prefix="kiss-configure-dry-run-") as scratch:
+            config = candidate_config(node, candidate, Path(scratch) / "salt")
+            summary = summarize(_salt_call(node, config, sls, commit, test))
     mode = "test=True " if test else ""
     lines = [f"{mode}{sls} at {commit[:12]}: " + summary.lines(test)[0], *summary.lines(test)[1:]]
     return Outcome(node.minion_id, summary.ok, lines)

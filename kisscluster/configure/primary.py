@@ -3,8 +3,12 @@
 Order, so that a refusal leaves nothing half done: identity check; compare both bare repos
 (unreachable or different → stop); fast-forward the working copy; inventory (bad input → stop,
 nothing committed); commit the operator's edits, then the cache; push to both; salt-run.
+--dry-run runs the inventory on a copy of the working tree (the candidate) and has both nodes
+apply that candidate with test=True: what a real run would change, with nothing committed.
 """
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +18,10 @@ import git
 from kisscluster import inventory
 from kisscluster.configure import rollout
 from kisscluster.configure.node import Cluster, Node, load_node
-from kisscluster.configure.nodeside import CONFIG_PATHS
+from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT
 
 DEFAULT_RUN_CONFIG_DIR = Path("/etc/kisscluster/salt-run")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 ORCHESTRATE_MODS = "kiss.vms"
 
 Say = Callable[[str], None]
@@ -57,7 +62,7 @@ def repos(node: Node, repo: git.Repo) -> Repos:
 
 def remote_head(repo: git.Repo, url: str, branch: str) -> str | None:
     """The commit of `branch` in the repository at `url` (None: no such branch yet)."""
-    listing = repo.git.ls_remote(url, f"refs/heads/{branch}")
+    listing = repo.git.ls_remote(url, f"refs/heads/{branch}", kill_after_timeout=GIT_TIMEOUT)
     return listing.split()[0] if listing else None
 
 
@@ -120,7 +125,7 @@ def _fast_forward(
 ) -> None:
     if target is None:
         return
-    repo.remotes.origin.fetch()
+    repo.remotes.origin.fetch(kill_after_timeout=GIT_TIMEOUT)
     head = repo.head.commit
     if head.hexsha == target or repo.is_ancestor(target, head):
         return
@@ -154,9 +159,26 @@ def configure(options: Options, say: Say = print) -> int:
         )
     repo = git.Repo(node.site)
     with_peer = _sync_heads(options, node, cluster, repo, say)
+    if options.dry_run:
+        return _dry_run(options, node, cluster, repo, with_peer, say)
 
-    say(f"inventory: {node.site}" + (" (dry run)" if options.dry_run else ""))
-    result = inventory.run(node.site, dry_run=options.dry_run)
+    _inventory(node.site, say)
+    cache = f"vm-config/{cluster.name}.yml"
+    pending = pending_edits(repo)
+    edits = [path for path in pending if path != cache]
+    if edits:
+        sha = commit_paths(repo, edits, f"kiss-configure: {', '.join(edits)}")
+        say(f"git: committed {', '.join(edits)} as {sha[:12]}")
+    if cache in pending:
+        sha = commit_paths(repo, [cache], f"kiss-configure: allocation cache {cache}")
+        say(f"git: committed the cache {cache} as {sha[:12]}")
+    push(node, repo, with_peer, say)
+    return _orchestrate(options, node, cluster, repo.head.commit.hexsha, with_peer, say)
+
+
+def _inventory(site: Path, say: Say) -> inventory.Result:
+    say(f"inventory: {site}")
+    result = inventory.run(site)
     for label, vms in (
         ("allocated", result.allocated),
         ("activated", result.activated),
@@ -164,26 +186,28 @@ def configure(options: Options, say: Say = print) -> int:
     ):
         if vms:
             say(f"inventory: {label} {', '.join(sorted(vms))}")
+    return result
 
+
+def _dry_run(
+    options: Options, node: Node, cluster: Cluster, repo: git.Repo, with_peer: bool, say: Say
+) -> int:
+    """Inventory and test=True apply on both nodes of a copy of the working tree (the
+    candidate): what a real run would commit, nothing committed, pushed or written here."""
     cache = f"vm-config/{cluster.name}.yml"
-    edits = [path for path in pending_edits(repo) if path != cache]
-    cache_changed = cache in pending_edits(repo)
-    if options.dry_run:
+    with tempfile.TemporaryDirectory(prefix="kiss-configure-dry-run-") as scratch:
+        candidate = Path(scratch) / "site"
+        for part in CONFIG_PATHS:
+            shutil.copytree(node.site / part, candidate / part, ignore=IGNORED)
+        say(f"dry run: working tree copied to {candidate}; nothing is committed or pushed")
+        result = _inventory(candidate, say)
+        edits = [path for path in pending_edits(repo) if path != cache]
         if edits:
             say(f"git: would commit {', '.join(edits)}")
         if result.changed:
             say(f"git: would commit the cache {cache}")
-    else:
-        if edits:
-            sha = commit_paths(repo, edits, f"kiss-configure: {', '.join(edits)}")
-            say(f"git: committed {', '.join(edits)} as {sha[:12]}")
-        if cache_changed:
-            sha = commit_paths(repo, [cache], f"kiss-configure: allocation cache {cache}")
-            say(f"git: committed the cache {cache} as {sha[:12]}")
-        push(node, repo, with_peer, say)
-
-    commit = repo.head.commit.hexsha
-    return _orchestrate(options, node, cluster, commit, with_peer, say)
+        commit = repo.head.commit.hexsha
+        return _orchestrate(options, node, cluster, commit, with_peer, say, candidate)
 
 
 def push(node: Node, repo: git.Repo, with_peer: bool, say: Say) -> None:
@@ -193,9 +217,9 @@ def push(node: Node, repo: git.Repo, with_peer: bool, say: Say) -> None:
     say(f"git: pushing {branch} to {', '.join(targets)}")
     try:
         if with_peer:
-            repo.git.push("origin", f"{branch}:{branch}")
+            repo.git.push("origin", f"{branch}:{branch}", kill_after_timeout=GIT_TIMEOUT)
         else:
-            repo.git.push(urls.local_url, f"{branch}:{branch}")
+            repo.git.push(urls.local_url, f"{branch}:{branch}", kill_after_timeout=GIT_TIMEOUT)
     except git.GitCommandError as exc:
         raise ConfigureError(
             f"push failed, nothing applied: {' '.join(str(exc.stderr).split())}"
@@ -206,7 +230,13 @@ def push(node: Node, repo: git.Repo, with_peer: bool, say: Say) -> None:
 
 
 def _orchestrate(
-    options: Options, node: Node, cluster: Cluster, commit: str, with_peer: bool, say: Say
+    options: Options,
+    node: Node,
+    cluster: Cluster,
+    commit: str,
+    with_peer: bool,
+    say: Say,
+    candidate: Path | None = None,
 ) -> int:
     peer = cluster.peer_of(node.minion_id)["name"]
     mode = " test=True" if options.dry_run else ""
@@ -216,6 +246,7 @@ def _orchestrate(
         "kiss_test": options.dry_run,
         "kiss_config_dir": str(node.config_dir),
         "kiss_skip_peer": not with_peer,
+        "kiss_candidate": str(candidate) if candidate else "",
     }
     returncode, reports = rollout.orchestrate(options.run_config_dir, ORCHESTRATE_MODS, pillar)
     applied = {node.minion_id: False, peer: False}

@@ -53,22 +53,33 @@ def run_remote(
 
 
 def run_step(
-    step: str, config_dir: Path | None, commit: str | None, sls: str, test: bool
+    step: str,
+    config_dir: Path | None,
+    commit: str | None,
+    sls: str,
+    test: bool,
+    candidate: Path | None = None,
 ) -> dict[str, Any]:
-    """One orchestration step as a module.run result (`result` decides success)."""
+    """One orchestration step as a module.run result (`result` decides success). `candidate`:
+    see nodeside.apply; the peer gets it on its standard input."""
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}: one of {', '.join(STEPS)}")
     try:
         node = load_node(config_dir)
         commit = commit or git.Repo(node.site).head.commit.hexsha
         if step == "apply-local":
-            outcome = nodeside.apply(node, commit, sls, test)
+            outcome = nodeside.apply(node, commit, sls, test, candidate)
+        elif step == "check-peer":
+            outcome = run_remote(node, ["node", "check", "--commit", commit])
         else:
-            arguments = ["node", "check" if step == "check-peer" else "apply", "--commit", commit]
-            if step == "apply-peer":
-                arguments += ["--sls", sls, *(["--test"] if test else [])]
-            outcome = run_remote(node, arguments)
-    except (NodeError, git.GitError, OSError) as exc:
+            arguments = ["node", "apply", "--commit", commit, "--sls", sls]
+            arguments += ["--test"] if test else []
+            stdin = None
+            if candidate is not None:
+                arguments.append("--candidate-stdin")
+                stdin = nodeside.pack_candidate(candidate)
+            outcome = run_remote(node, arguments, stdin=stdin)
+    except (NodeError, git.GitError, OSError, ValueError) as exc:
         return {"result": False, "comment": f"{step}: {exc}", "step": step}
     return {"result": outcome.ok, "comment": outcome.text(), "step": step, "node": outcome.node}
 

@@ -4,12 +4,15 @@
       kiss_test        apply with test=True on both nodes
       kiss_config_dir  this node's minion config dir (default: master option kiss_minion_config_dir)
       kiss_skip_peer   only this node (kiss-configure --force with the peer unreachable)
+      kiss_candidate   with kiss_test: a site directory on this node with the edits and cache a
+                       real run would commit; both nodes apply it instead of their working copy
     Each step requires the previous one: the run stops at the first failure. #}
 {%- set step_args = {
       "commit": pillar.get("kiss_commit") or None,
       "test": pillar.get("kiss_test", False),
       "config_dir": pillar.get("kiss_config_dir") or opts.get("kiss_minion_config_dir", "/etc/salt"),
       "sls": "kiss.vms",
+      "candidate": pillar.get("kiss_candidate") or None,
     } %}
 {%- set with_peer = not pillar.get("kiss_skip_peer", False) %}
 

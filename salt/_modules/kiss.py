@@ -81,13 +81,14 @@ def vm(name, site=None):
     raise CommandExecutionError(f"no VM {name!r} in the cache of {_site(site)}")
 
 
-def rollout_step(step, commit=None, test=False, config_dir=None, sls="kiss.vms"):
+def rollout_step(step, commit=None, test=False, config_dir=None, sls="kiss.vms", candidate=None):
     """
     One step of `salt-run state.orchestrate kiss.vms` (orchestrate/kiss/vms.sls): ``check-peer``
     (can the peer's working copy reach ``commit``?), ``apply-local`` or ``apply-peer`` (bring the
     working copy to ``commit`` and apply ``sls``; refused when it is not there). The peer is
     reached through pillar ``kiss:cluster:lookup:remote_command``. Returns ``result`` and the
-    node's readable outcome as ``comment``.
+    node's readable outcome as ``comment``. ``candidate`` (with ``test``): a site directory
+    holding what kiss-configure --dry-run would commit, applied instead of the working copies.
 
     CLI Example:
 
@@ -97,9 +98,13 @@ def rollout_step(step, commit=None, test=False, config_dir=None, sls="kiss.vms")
         salt-call --local kiss.rollout_step apply-local test=True
     """
     # Imported here: only salt-run's orchestration needs GitPython and the rollout code.
+    from pathlib import Path
+
     from kisscluster.configure import rollout
 
-    return rollout.run_step(step, config_dir, commit, sls, bool(test))
+    return rollout.run_step(
+        step, config_dir, commit, sls, bool(test), Path(candidate) if candidate else None
+    )
 
 
 def lvs(volume_group, program="/sbin/lvs", refresh=False):

@@ -154,6 +154,24 @@ def test_bare_repositories_at_different_commits_stop_before_the_inventory(initia
     assert applied(pair.node1) is None and applied(pair.node2) is None
 
 
+def test_diverged_working_copy_stops_with_instructions(initialised: Pair):
+    pair = initialised
+    pair.git(pair.node1.site, "commit", "-q", "--allow-empty", "-m", "committed by hand here")
+    clone = pair.base / "elsewhere"
+    pair.git(pair.base, "clone", "-q", str(pair.node1.bare), str(clone))
+    pair.git(clone, "commit", "-q", "--allow-empty", "-m", "pushed to both from elsewhere")
+    for node in (pair.node1, pair.node2):
+        pair.git(clone, "push", "-q", str(node.bare), "main")
+    before = heads(pair)
+
+    run = pair.run("kiss-configure", pair.node1)
+
+    assert run.returncode == 1
+    assert "have diverged: merge or rebase by hand" in run.stderr
+    assert heads(pair) == before
+    assert applied(pair.node1) is None and applied(pair.node2) is None
+
+
 def test_unreachable_peer_applies_nothing_anywhere(initialised: Pair):
     pair = initialised
     before = heads(pair)
@@ -261,8 +279,12 @@ def test_dry_run_commits_nothing_and_summarises_each_node(initialised: Pair):
     assert pair.head(pair.node1.site) == before[0]
     assert "would commit vm-config/example/planned.yml" in run.stdout
     assert "would commit the cache vm-config/example.yml" in run.stdout
+    assert "inventory: allocated db, mail, planned, web" in run.stdout
     for node in ("node1", "node2"):
         assert f"{node}: test=True kiss.vms at" in run.stdout
         assert f"{node}:   would change: kiss-test-vms-applied" in run.stdout
+        assert f"{node}:   would change: kiss-test-vms-planned" in run.stdout
     assert applied(pair.node1) is None and applied(pair.node2) is None
     assert not (pair.node1.site / "vm-config" / "example.yml").exists()
+    assert pair.git(pair.node1.site, "status", "--porcelain") == "?? vm-config/example/planned.yml"
+    assert pair.git(pair.node2.site, "status", "--porcelain") == ""
