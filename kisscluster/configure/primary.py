@@ -67,9 +67,16 @@ def remote_head(repo: git.Repo, url: str, branch: str) -> str | None:
 
 
 def pending_edits(repo: git.Repo) -> list[str]:
+    """Every path under vm-config/ and pillar/ that differs from HEAD (both sides of a rename)."""
     status = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *CONFIG_PATHS)
-    entries = [entry for entry in status.split("\0") if entry]
-    return sorted({entry[3:] for entry in entries if len(entry) > 3})
+    fields = iter(status.split("\0"))
+    paths = set()
+    for entry in fields:
+        if len(entry) > 3:
+            paths.add(entry[3:])
+            if entry[0] in "RC":
+                paths.add(next(fields))
+    return sorted(paths)
 
 
 def commit_paths(repo: git.Repo, paths: list[str], message: str) -> str:

@@ -1,10 +1,13 @@
-"""The small pure parts of kiss-configure: the remote command, git URLs, state summaries."""
+"""The small parts of kiss-configure: the remote command, git URLs, state summaries, and which
+files count as the operator's edits (real git)."""
 
 from pathlib import Path
 
+import git
 import pytest
 
 from kisscluster.configure.node import Cluster, NodeError, ssh_url
+from kisscluster.configure.primary import pending_edits
 from kisscluster.configure.summary import summarize
 
 PEER = {"name": "node2", "prod_addr": "192.0.2.12", "stor_addr": "10.99.0.2"}
@@ -85,3 +88,23 @@ def test_summary_of_render_errors_is_a_failure():
         summary.lines(test=True)[1]
         == "  error: Rendering SLS 'base:kiss.vms' failed: mapping values"
     )
+
+
+def test_pending_edits_name_both_sides_of_a_staged_rename(tmp_path: Path):
+    repo = git.Repo.init(tmp_path, initial_branch="main")
+    for name in ("mail.yml", "web.yml"):
+        path = tmp_path / "vm-config" / "example" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"name: {name[:-4]}\n")
+    (tmp_path / "notes.txt").write_text("not configuration\n")
+    repo.git.add("-A")
+    repo.index.commit("seed")
+    repo.git.mv("vm-config/example/mail.yml", "vm-config/example/mail.yml.off")
+    (tmp_path / "vm-config" / "example" / "web.yml").write_text("name: web\ncpus: 2\n")
+    (tmp_path / "notes.txt").write_text("edited, still not configuration\n")
+
+    assert pending_edits(repo) == [
+        "vm-config/example/mail.yml",
+        "vm-config/example/mail.yml.off",
+        "vm-config/example/web.yml",
+    ]
