@@ -8,6 +8,7 @@ is exactly at the commit the orchestration names.
 import base64
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -26,6 +27,8 @@ CONFIG_PATHS = ("vm-config", "pillar")
 #: Seconds any git command that may talk to another node gets before it is killed.
 GIT_TIMEOUT = 120
 SALT_CALL_TIMEOUT = 1800
+_COMMIT = re.compile(r"[0-9a-f]{40}\Z")
+_SLS = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 
 
 @dataclass
@@ -52,6 +55,13 @@ class Outcome:
             lines=[str(line) for line in data["lines"]],
             data={str(key): str(value) for key, value in data.get("data", {}).items()},
         )
+
+
+def validate_commit(commit: str) -> str:
+    """A full commit id: what the orchestration names (never a branch, never an option)."""
+    if not _COMMIT.match(commit):
+        raise ValueError(f"{commit!r} is not a full commit id (40 hexadecimal digits)")
+    return commit
 
 
 def _repo(node: Node) -> git.Repo:
@@ -92,8 +102,9 @@ def _reachable(node: Node, repo: git.Repo, commit: str) -> list[str]:
 def check(node: Node, commit: str) -> Outcome:
     """Can this node's working copy be brought to `commit`? Changes nothing but remote refs."""
     try:
+        validate_commit(commit)
         problems = _reachable(node, _repo(node), commit)
-    except git.GitError as exc:
+    except (git.GitError, ValueError) as exc:
         problems = [f"git: {' '.join(str(exc).split())}"]
     if problems:
         return Outcome(node.minion_id, False, problems)
@@ -177,6 +188,9 @@ def apply(
     if candidate is not None and not test:
         raise ValueError("a candidate site is only ever applied with test=True")
     try:
+        validate_commit(commit)
+        if not _SLS.match(sls):
+            raise ValueError(f"{sls!r} is not an SLS name")
         repo = _repo(node)
         if not test:
             problems = _reachable(node, repo, commit)
@@ -184,7 +198,7 @@ def apply(
                 return Outcome(node.minion_id, False, problems)
             repo.git.merge("--ff-only", commit)
         head = repo.head.commit.hexsha
-    except git.GitError as exc:
+    except (git.GitError, ValueError) as exc:
         return Outcome(node.minion_id, False, [f"git: {' '.join(str(exc).split())}"])
     if head != commit:
         return Outcome(

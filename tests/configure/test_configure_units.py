@@ -6,7 +6,8 @@ from pathlib import Path
 import git
 import pytest
 
-from kisscluster.configure.node import Cluster, NodeError, ssh_url
+from kisscluster.configure import nodeside
+from kisscluster.configure.node import Cluster, Node, NodeError, ssh_url
 from kisscluster.configure.primary import pending_edits
 from kisscluster.configure.summary import summarize
 
@@ -108,3 +109,12 @@ def test_pending_edits_name_both_sides_of_a_staged_rename(tmp_path: Path):
         "vm-config/example/mail.yml.off",
         "vm-config/example/web.yml",
     ]
+
+
+@pytest.mark.parametrize("commit", ["main", "--upload-pack=x", "HEAD~1", "abc123", "A" * 40])
+def test_node_steps_accept_only_a_full_commit_id(commit: str, tmp_path: Path):
+    node = Node(tmp_path / "salt", "node2", tmp_path / "site")
+
+    for outcome in (nodeside.check(node, commit), nodeside.apply(node, commit, test=True)):
+        assert not outcome.ok
+        assert "is not a full commit id" in outcome.lines[0]
