@@ -42,7 +42,7 @@ def run_remote(
         return nodeside.Outcome(peer["name"], False, [f"remote command {command} failed: {exc}"])
     lines = completed.stdout.strip().splitlines()
     try:
-        return nodeside.Outcome.from_json(lines[-1])
+        outcome = nodeside.Outcome.from_json(lines[-1])
     except (IndexError, ValueError, KeyError, TypeError):
         detail = " ".join(completed.stderr.split())[-2000:]
         return nodeside.Outcome(
@@ -50,6 +50,17 @@ def run_remote(
             False,
             [f"unreachable or failed: {' '.join(command)} exited {completed.returncode}: {detail}"],
         )
+    if outcome.node != peer["name"]:
+        return nodeside.Outcome(
+            peer["name"],
+            False,
+            [
+                f"the remote command reached {outcome.node!r}, not {peer['name']}: check pillar "
+                "kiss:cluster:lookup:remote_command and that node's minion id",
+                *outcome.lines,
+            ],
+        )
+    return outcome
 
 
 def run_step(

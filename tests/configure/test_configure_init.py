@@ -75,3 +75,15 @@ def test_init_refuses_on_the_peer(pair: Pair):
     assert run.returncode == 1
     assert "not the primary node1" in run.stderr
     assert not pair.node1.bare.exists() and not pair.node2.bare.exists()
+
+
+def test_a_remote_command_that_reaches_the_wrong_node_is_caught(pair: Pair):
+    cluster_file = pair.skeleton / "pillar" / "cluster.yml"
+    text = cluster_file.read_text()
+    cluster_file.write_text(text.replace("/{name}/salt", "/node1/salt"))
+
+    run = pair.run("kiss-init", pair.node1, "--from", str(pair.skeleton))
+
+    assert run.returncode == 1
+    assert "the remote command reached 'node1', not node2" in run.stderr
+    assert not pair.node2.bare.exists()
