@@ -197,7 +197,7 @@ class Daemon:
     def __init__(self, config_path: Path, run_dir: Path) -> None:
         self.config_path = config_path
         self.run_dir = run_dir
-        self.boot_id = BOOT_ID_FILE.read_text().strip().replace("-", "")
+        self.boot_id = bytes.fromhex(BOOT_ID_FILE.read_text().strip().replace("-", ""))
         self.selector = selectors.DefaultSelector()
         self.wake_read, self.wake_write = socket.socketpair()
         self.sockets: dict[str, socket.socket] = {}
@@ -275,7 +275,7 @@ class Daemon:
                 sender=self.identity.own[net],
                 priority=priority,
                 timestamp=time.time(),
-                boot_id=bytes.fromhex(self.boot_id),
+                boot_id=self.boot_id,
                 sequence=time.monotonic_ns(),
             )
             target = (str(self.identity.peer[net]), self.config.port)
@@ -422,7 +422,9 @@ class Daemon:
                 self._send(decision.own_priority)
                 announced = decision.own_priority
             if tick:
-                next_send = max(next_send + self.config.rules.interval, now)
+                next_send += self.config.rules.interval
+                if next_send <= now:  # the loop was held up: keep the cadence from now on
+                    next_send = now + self.config.rules.interval
                 if watchdog:
                     notify("WATCHDOG=1")
             if line != last_line or tick:
@@ -432,16 +434,20 @@ class Daemon:
                 status.publish(self.run_dir, self._status(decision))
 
 
+SYSLOG_PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefixes each line with its syslog priority, which journald reads from a stream."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{SYSLOG_PRIORITIES.get(record.levelno, 2)}>{super().format(record)}"
+
+
 def configure_logging() -> None:
     """Plain lines on stderr; with journald (JOURNAL_STREAM set), <N> priority prefixes."""
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
-        levels = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
-
-        class JournalFormatter(logging.Formatter):
-            def format(self, record: logging.LogRecord) -> str:
-                return f"<{levels.get(record.levelno, 2)}>{super().format(record)}"
-
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
