@@ -7,7 +7,9 @@ nothing committed); commit the operator's edits, then the cache; push to both; s
 apply that candidate with test=True: what a real run would change, with nothing committed.
 """
 
+import getpass
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,9 +81,27 @@ def pending_edits(repo: git.Repo) -> list[str]:
     return sorted(paths)
 
 
+def _identity(repo: git.Repo) -> dict[str, str]:
+    """Who commits when git has no user configured: the operator's login on this node."""
+    try:
+        repo.git.config("user.email")
+        return {}
+    except git.GitCommandError:
+        name = f"kiss-configure ({getpass.getuser()})"
+        email = f"{getpass.getuser()}@{socket.getfqdn()}"
+        return {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+
+
 def commit_paths(repo: git.Repo, paths: list[str], message: str) -> str:
+    """Commit exactly `paths` (nothing else the operator may have staged)."""
     repo.git.add("-A", "--", *paths)
-    return repo.index.commit(message).hexsha
+    repo.git.commit("--quiet", "--only", "-m", message, "--", *paths, env=_identity(repo))
+    return repo.head.commit.hexsha
 
 
 def _describe_heads(node: Node, peer: str, heads: dict[str, str | None]) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from kisscluster.configure import nodeside
 from kisscluster.configure.node import Cluster, Node, NodeError, ssh_url
-from kisscluster.configure.primary import pending_edits
+from kisscluster.configure.primary import commit_paths, pending_edits
 from kisscluster.configure.summary import summarize
 
 PEER = {"name": "node2", "prod_addr": "192.0.2.12", "stor_addr": "10.99.0.2"}
@@ -118,3 +118,21 @@ def test_node_steps_accept_only_a_full_commit_id(commit: str, tmp_path: Path):
     for outcome in (nodeside.check(node, commit), nodeside.apply(node, commit, test=True)):
         assert not outcome.ok
         assert "is not a full commit id" in outcome.lines[0]
+
+
+def test_commit_paths_commits_only_those_paths(tmp_path: Path):
+    repo = git.Repo.init(tmp_path, initial_branch="main")
+    for name in ("a.yml", "b.yml"):
+        (tmp_path / name).write_text("old\n")
+    repo.git.add("-A")
+    repo.index.commit("seed")
+    (tmp_path / "a.yml").write_text("new\n")
+    (tmp_path / "b.yml").write_text("staged by the operator\n")
+    repo.git.add("b.yml")
+
+    sha = commit_paths(repo, ["a.yml"], "kiss-configure: a.yml")
+
+    assert repo.head.commit.hexsha == sha
+    assert repo.head.commit.message.strip() == "kiss-configure: a.yml"
+    assert list(repo.head.commit.stats.files) == ["a.yml"]
+    assert repo.git.diff("--cached", "--name-only") == "b.yml"
