@@ -47,7 +47,7 @@ def _node_command(args: argparse.Namespace) -> int:
     elif args.action == "init-bare":
         outcome = init_mod.node_init_bare(node, args.group)
     elif args.action == "clone":
-        outcome = init_mod.node_clone(node, args.peer_url, args.group)
+        outcome = init_mod.node_clone(node, args.peer_addr, Path(args.peer_bare), args.group)
     elif args.action == "nuke":
         outcome = nuking.nuke_here(node, args.vm, args.test, args.force)
     else:
@@ -89,7 +89,8 @@ def configure_main(argv: list[str] | None = None) -> int:
     node.add_argument("--candidate-stdin", action="store_true")
     node.add_argument("--vm", default="")
     node.add_argument("--force", action="store_true")
-    node.add_argument("--peer-url", default="")
+    node.add_argument("--peer-addr", default="")
+    node.add_argument("--peer-bare", default="")
     node.add_argument("--group", default=init_mod.DEFAULT_GROUP)
     args = parser.parse_args(argv)
     if args.command == "node":
@@ -104,7 +105,7 @@ def configure_main(argv: list[str] | None = None) -> int:
         return primary.configure(options, say=lambda line: print(line, flush=True))
     except (primary.ConfigureError, NodeError, inventory.InventoryError) as exc:
         return _error(str(exc))
-    except git.GitCommandError as exc:
+    except git.GitError as exc:
         return _error(f"git: {' '.join(str(exc).split())}")
 
 
@@ -137,7 +138,7 @@ def init_main(argv: list[str] | None = None) -> int:
         init_mod.init(options, say=lambda line: print(line, flush=True))
     except (init_mod.InitError, NodeError, inventory.InventoryError) as exc:
         return _error(str(exc))
-    except git.GitCommandError as exc:
+    except git.GitError as exc:
         return _error(f"git: {' '.join(str(exc).split())}")
     return 0
 
@@ -175,3 +176,5 @@ def nuke_main(argv: list[str] | None = None) -> int:
         return nuking.nuke_vm(options, say=lambda line: print(line, flush=True))
     except (primary.ConfigureError, NodeError, nuke_mod.NukeError, ValueError) as exc:
         return _error(str(exc))
+    except git.GitError as exc:
+        return _error(f"git: {' '.join(str(exc).split())}")

@@ -176,8 +176,8 @@ def init(options: InitOptions, say: Callable[[str], None] = print) -> None:
             f"push failed: {' '.join(str(exc.stderr).split())}: the bare repositories hold other "
             "history; reconcile by hand, then run kiss-init again"
         ) from exc
-    own_url = ssh_url(me["stor_addr"], node.bare)
-    clone = ["node", "clone", "--peer-url", own_url, "--group", options.group]
+    clone = ["node", "clone", "--peer-addr", me["stor_addr"], "--peer-bare", str(node.bare)]
+    clone += ["--group", options.group]
     say(_remote_or_fail(node, cluster, clone).text())
 
     secret_file = cluster.secret_file()
@@ -200,10 +200,11 @@ def node_init_bare(node: Node, group: str) -> Outcome:
     return Outcome(node.minion_id, True, [line], {"bare": str(node.bare)})
 
 
-def node_clone(node: Node, peer_url: str, group: str) -> Outcome:
-    """Peer side of kiss-init: the working copy, cloned from this node's bare repository."""
+def node_clone(node: Node, peer_addr: str, peer_bare: Path, group: str) -> Outcome:
+    """Peer side of kiss-init: the working copy, cloned from this node's bare repository; its
+    origin also pushes to the bare repository `peer_bare` on `peer_addr` (the primary)."""
     try:
-        line = ensure_working_copy(node, [str(node.bare), peer_url], group)
+        line = ensure_working_copy(node, [str(node.bare), ssh_url(peer_addr, peer_bare)], group)
     except (InitError, git.GitError) as exc:
         return Outcome(node.minion_id, False, [" ".join(str(exc).split())])
     return Outcome(node.minion_id, True, [line])

@@ -64,7 +64,7 @@ def validate_commit(commit: str) -> str:
     return commit
 
 
-def _repo(node: Node) -> git.Repo:
+def open_site(node: Node) -> git.Repo:
     try:
         return git.Repo(node.site)
     except (git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
@@ -103,7 +103,7 @@ def check(node: Node, commit: str) -> Outcome:
     """Can this node's working copy be brought to `commit`? Changes nothing but remote refs."""
     try:
         validate_commit(commit)
-        problems = _reachable(node, _repo(node), commit)
+        problems = _reachable(node, open_site(node), commit)
     except (git.GitError, ValueError) as exc:
         problems = [f"git: {' '.join(str(exc).split())}"]
     if problems:
@@ -191,7 +191,7 @@ def apply(
         validate_commit(commit)
         if not _SLS.match(sls):
             raise ValueError(f"{sls!r} is not an SLS name")
-        repo = _repo(node)
+        repo = open_site(node)
         if not test:
             problems = _reachable(node, repo, commit)
             if problems:

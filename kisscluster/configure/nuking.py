@@ -17,7 +17,7 @@ from kisscluster import inventory, names, nuke
 from kisscluster import pillar as pillar_mod
 from kisscluster.configure import primary, rollout
 from kisscluster.configure.node import Node, NodeError, load_node
-from kisscluster.configure.nodeside import Outcome
+from kisscluster.configure.nodeside import Outcome, open_site
 
 STEPS = ("check-local", "check-peer", "nuke-local", "nuke-peer", "forget")
 ORCHESTRATE_MODS = "kiss.nuke"
@@ -99,6 +99,7 @@ def nuke_vm(options: NukeOptions, say: Callable[[str], None] = print) -> int:
     """kiss-nuke-vm on the primary: the orchestration, reported per node."""
     vm = names.validate_vm_name(options.vm)
     node = load_node(options.config_dir)
+    repo = open_site(node)
     cluster = node.cluster()
     cluster.member(node.minion_id)
     if node.minion_id != cluster.primary:
@@ -115,7 +116,8 @@ def nuke_vm(options: NukeOptions, say: Callable[[str], None] = print) -> int:
         "kiss_force": options.force,
         "kiss_config_dir": str(node.config_dir),
     }
-    returncode, reports = rollout.orchestrate(options.run_config_dir, ORCHESTRATE_MODS, pillar)
+    with primary.run_lock(repo):
+        returncode, reports = rollout.orchestrate(options.run_config_dir, ORCHESTRATE_MODS, pillar)
     for report in reports:
         target = peer if report.step_id.endswith("peer") else node.minion_id
         if report.ok:

@@ -7,11 +7,13 @@ nothing committed); commit the operator's edits, then the cache; push to both; s
 apply that candidate with test=True: what a real run would change, with nothing committed.
 """
 
+import contextlib
+import fcntl
 import getpass
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import git
 from kisscluster import inventory
 from kisscluster.configure import rollout
 from kisscluster.configure.node import Cluster, Node, load_node
-from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT
+from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, open_site
 
 DEFAULT_RUN_CONFIG_DIR = Path("/etc/kisscluster/salt-run")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -169,9 +171,25 @@ def _fast_forward(
         repo.git.merge("--ff-only", target)
 
 
+@contextlib.contextmanager
+def run_lock(repo: git.Repo) -> Iterator[None]:
+    """One kiss-configure or kiss-nuke-vm at a time in a working copy."""
+    path = Path(repo.git_dir) / "kiss-configure.lock"
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigureError(
+                f"another kiss-configure or kiss-nuke-vm is running in {repo.working_tree_dir} "
+                f"(it holds {path}): wait for it to finish"
+            ) from None
+        yield
+
+
 def configure(options: Options, say: Say = print) -> int:
     """The whole kiss-configure run. Raises ConfigureError (or InventoryError) on a refusal."""
     node = load_node(options.config_dir)
+    repo = open_site(node)
     cluster = node.cluster()
     cluster.member(node.minion_id)
     if node.minion_id != cluster.primary:
@@ -184,7 +202,11 @@ def configure(options: Options, say: Say = print) -> int:
             f"--force: running on {node.minion_id}, not on the primary {cluster.primary}; "
             "keeping the two repositories in sync is now your job"
         )
-    repo = git.Repo(node.site)
+    with run_lock(repo):
+        return _configure(options, node, cluster, repo, say)
+
+
+def _configure(options: Options, node: Node, cluster: Cluster, repo: git.Repo, say: Say) -> int:
     with_peer = _sync_heads(options, node, cluster, repo, say)
     if options.dry_run:
         return _dry_run(options, node, cluster, repo, with_peer, say)

@@ -2,6 +2,7 @@
 salt-run. The peer is reached over a real sshd on 127.0.0.2 (see twonodes.py); kiss.vms is the
 stand-in state tree of tests/configure/states, which writes files under each node's root."""
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -152,6 +153,29 @@ def test_bare_repositories_at_different_commits_stop_before_the_inventory(initia
     assert heads(pair) == before
     assert not (pair.node1.site / "vm-config" / "example.yml").exists()
     assert applied(pair.node1) is None and applied(pair.node2) is None
+
+
+def test_one_run_at_a_time(initialised: Pair):
+    pair = initialised
+    before = heads(pair)
+    add_vm(pair.node1, "queued")
+    with (pair.node1.site / ".git" / "kiss-configure.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run = pair.run("kiss-configure", pair.node1)
+        nuke = pair.run("kiss-nuke-vm", pair.node1, "queued")
+
+    assert run.returncode == 1 and nuke.returncode == 1
+    assert "another kiss-configure or kiss-nuke-vm is running" in run.stderr
+    assert "another kiss-configure or kiss-nuke-vm is running" in nuke.stderr
+    assert heads(pair) == before
+    assert pair.head(pair.node1.site) == before[0]
+
+
+def test_without_a_working_copy_it_says_run_kiss_init(pair: Pair):
+    run = pair.run("kiss-configure", pair.node1)
+
+    assert run.returncode == 1
+    assert "is not a git working copy: run kiss-init" in run.stderr
 
 
 def test_diverged_working_copy_stops_with_instructions(initialised: Pair):
