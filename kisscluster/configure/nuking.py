@@ -128,9 +128,8 @@ def nuke_vm(options: NukeOptions, say: Callable[[str], None] = print) -> int:
             say(report.comment)
             say(f"FAILED on {target} ({report.step_id})")
     ok = returncode == 0 and all(report.ok for report in reports)
-    say(
-        f"kiss-nuke-vm: {vm} " + ("checked" if options.test else "nuked")
-        if ok
-        else "kiss-nuke-vm: FAILED"
-    )
-    return 0 if ok else 1
+    if not ok:
+        say("kiss-nuke-vm: FAILED")
+        return 1
+    say(f"kiss-nuke-vm: {vm} {'checked' if options.test else 'nuked'} on both nodes")
+    return 0

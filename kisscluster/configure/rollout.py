@@ -123,9 +123,12 @@ def orchestrate(
         mods,
         "pillar=" + json.dumps(pillar),
     ]
-    completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, [StepReport("salt-run", False, f"{' '.join(command)}: {exc}")]
     try:
         data = json.loads(completed.stdout)["data"]
     except (json.JSONDecodeError, KeyError, TypeError):
