@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import hb_netlab as netlab
 import pytest
@@ -362,39 +361,3 @@ def test_malformed_and_invalid_packets_are_dropped(lab):
     assert "dropped packet on stor from 10.231.1.2: malformed" in log
     assert log.count("dropped packet on stor") <= 6  # rate-limited: one line per reason
     assert_safe(lab)
-
-
-def test_status_without_a_daemon(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(netlab.CHECKOUT / "scripts" / "kissclusterd"), "status",
-         "--run-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert done.returncode == 1 and "no status under" in done.stderr
-
-
-def test_config_error_exits_with_status_2(tmp_path):
-    config = tmp_path / "kissclusterd.conf"
-    config.write_text("[kissclusterd]\nstor_addrs = 10.231.9.1 10.231.9.2\n")
-    done = subprocess.run(
-        [sys.executable, str(netlab.CHECKOUT / "scripts" / "kissclusterd"), "run",
-         "--config", str(config), "--run-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2 and "prod_addrs: missing (required)" in done.stderr
-
-
-def test_not_a_member_exits_with_status_2(tmp_path):
-    Path(tmp_path / "secret").write_text(netlab.SECRET)
-    (tmp_path / "secret").chmod(0o600)
-    config = tmp_path / "kissclusterd.conf"
-    config.write_text(
-        "[kissclusterd]\nstor_addrs = 10.231.9.1 10.231.9.2\nprod_addrs = 10.231.8.1 10.231.8.2\n"
-        f"ping_addr = 10.231.8.254\nsecret_file = {tmp_path / 'secret'}\n"
-    )
-    done = subprocess.run(
-        [sys.executable, str(netlab.CHECKOUT / "scripts" / "kissclusterd"), "run",
-         "--config", str(config), "--run-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2 and "is this a cluster member" in done.stderr
