@@ -15,9 +15,11 @@ record_action.py, which appends "<wall time> <state>" to the node's action log.
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,15 @@ class Lab:
     tag: str = field(default_factory=lambda: f"kc{os.getpid() % 100000}{secrets.token_hex(2)}")
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall time, what the test did)
+    # The daemons' run dirs (status, action logs) live on tmpfs, like /run on a node: on this
+    # shared host's disk an fsync can stall for seconds under other jobs' I/O.
+    shm: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        tmpfs = Path("/dev/shm")
+        self.shm = Path(
+            tempfile.mkdtemp(prefix=f"{self.tag}-", dir=tmpfs if tmpfs.is_dir() else None)
+        )
 
     def ns(self, name: str) -> str:
         return f"{self.tag}{name}"
@@ -96,6 +107,10 @@ class Lab:
                 process.wait(timeout=5)
         for name in ("n1", "n2", "sw"):
             run("ip", "netns", "del", self.ns(name), check=False)
+        for node in NODES:  # keep the action logs beside the daemon logs for a post-mortem
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copy(self.action_log(node), self.root / f"actions-{node}.log")
+        shutil.rmtree(self.shm, ignore_errors=True)
 
     # -- daemons ------------------------------------------------------------------------
     def config_text(self, **overrides: Any) -> str:
@@ -120,7 +135,7 @@ class Lab:
         (self.root / "kissclusterd.conf").write_text(self.config_text(**overrides))
 
     def rundir(self, node: str) -> Path:
-        return self.root / f"run-{node}"
+        return self.shm / f"run-{node}"
 
     def action_log(self, node: str) -> Path:
         return self.rundir(node) / "actions.log"
@@ -149,8 +164,8 @@ class Lab:
         return process
 
     def signal(self, node: str, signum: int) -> None:
-        self.mark(f"signal {signum} {node}")
         os.kill(self.daemons[node].pid, signum)
+        self.mark(f"signal {signum} {node}")
 
     def mark(self, what: str) -> float:
         now = time.time()
@@ -207,12 +222,11 @@ class Lab:
 
     # -- faults -------------------------------------------------------------------------
     def link(self, node: str, ifname: str, up: bool) -> None:
-        self.mark(f"{ifname} {'up' if up else 'down'} on {node}")
         run("ip", "-n", self.ns(node), "link", "set", ifname, "up" if up else "down")
+        self.mark(f"{ifname} {'up' if up else 'down'} on {node}")
 
     def nft(self, where: str, rules: str) -> None:
-        """Load an nftables ruleset (text) into a namespace."""
-        self.mark(f"nft on {where}: {rules.strip()!r}")
+        """Load an nftables ruleset (text) into a namespace; marked once it is in force."""
         subprocess.run(
             ["ip", "netns", "exec", self.ns(where), "nft", "-f", "-"],
             input=rules,
@@ -221,10 +235,11 @@ class Lab:
             capture_output=True,
             timeout=30,
         )
+        self.mark(f"nft on {where}: {rules.strip()!r}")
 
     def nft_flush(self, where: str) -> None:
-        self.mark(f"nft flush on {where}")
         run("ip", "netns", "exec", self.ns(where), "nft", "flush", "ruleset")
+        self.mark(f"nft flush on {where}")
 
     def tool(self, where: str, *args: str, timeout: float = 30) -> str:
         """Run nettool.py inside a namespace (sniffing, sending crafted datagrams)."""
