@@ -67,6 +67,9 @@ def one_failover(lab: netlab.Lab, fault: str, dead: dict) -> tuple[float, float,
     )
     took = lab.actions("n1")[-1][0] - start
     decided = decided_at(lab, "n1", "all-vms") - start
+    if took > lab.dead_time + lab.interval:  # evidence for the closing note
+        tail = [x for x in lab.log_text("n1").splitlines()[-30:] if "no change" not in x]
+        print(f"slow failover ({fault}, {took:.3f} s); n1 log:", *tail, sep="\n  ", file=sys.stderr)
     if fault == "peer killed":
         known = len(lab.actions("n2"))
         lab.start("n2")

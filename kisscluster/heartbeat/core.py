@@ -63,7 +63,6 @@ class Decision:
     state: State | None  # None until the first state is taken
     changed: bool
     in_grace: bool
-    pending_since: float | None  # monotonic time the computed (new) state was first seen
 
     def line(self) -> str:
         """One readable line for the journal."""
@@ -162,7 +161,6 @@ class Core:
             state=self.state,
             changed=changed,
             in_grace=self.in_grace(mono),
-            pending_since=self.pending[1] if self.pending else None,
         )
 
     def next_deadline(self, mono: float) -> float | None:

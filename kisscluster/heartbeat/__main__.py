@@ -1,5 +1,0 @@
-import sys
-
-from kisscluster.heartbeat.cli import main
-
-sys.exit(main())
