@@ -8,7 +8,9 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 
 def product_root() -> Path:
     """The directory holding `salt/`, `orchestrate/`, `pillar/` and `vm-config/` of this install."""
-    if (_CHECKOUT / "salt" / "states").is_dir():
+    # salt/states/kiss, not salt/states: once installed, _CHECKOUT is site-packages, where Salt
+    # itself has a salt/states package.
+    if (_CHECKOUT / "salt" / "states" / "kiss").is_dir():
         return _CHECKOUT
     # Where pip put setup.py's data_files: the venv, or /usr/local on a Debian system Python.
     return Path(sysconfig.get_path("data")) / "share" / "kisscluster"
