@@ -1,0 +1,199 @@
+"""The lab pair: boot both nodes, install this checkout's kisscluster into them, set up the
+cluster with the project's own commands on the example site, tear it all down."""
+
+import json
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kisscluster.lab.image import VENV, ensure_image
+from kisscluster.lab.layout import (
+    NODES,
+    VOLUME_GROUP,
+    LabError,
+    Layout,
+    Progress,
+    require_host_tools,
+    run,
+)
+from kisscluster.lab.machine import Machine
+
+CHECKOUT = Path(__file__).resolve().parent.parent.parent
+SOURCE_IN_GUEST = "/opt/kisscluster-src"
+SHARE_IN_GUEST = f"{VENV}/share/kisscluster"
+SITE_IN_GUEST = "/srv/kiss-configure"
+COMMANDS = (
+    "salt-call",
+    "salt-run",
+    "kiss-configure",
+    "kiss-init",
+    "kiss-nuke-vm",
+    "kiss-inventory",
+    "kissclusterd",
+)
+# What differs from a real node: Python with kisscluster is the venv's, and the nested VMs run
+# under TCG because the guests have no KVM.
+LOOKUP = {
+    "python": f"{VENV}/bin/python",
+    "kissclusterd": "/usr/local/bin/kissclusterd",
+    "qemu_accel": "tcg",
+    "qemu_cpu": "max",
+}
+SALT_TIMEOUT = 1200.0
+START_HEARTBEAT = ["systemctl", "start", "kissclusterd.service"]
+NODE_STATE = [
+    "salt-call", "--local", "--retcode-passthrough", "--state-output=terse",
+    "state.apply", "kiss.node",
+]  # fmt: skip
+
+
+def machines(layout: Layout) -> list[Machine]:
+    return [Machine(layout, name) for name in NODES]
+
+
+def minion_config(node: str) -> str:
+    config = {
+        "file_client": "local",
+        "id": node,
+        "file_roots": {"base": [f"{SHARE_IN_GUEST}/salt/states"]},
+        "pillar_roots": {"base": [f"{SITE_IN_GUEST}/pillar"]},
+        "module_dirs": [f"{SHARE_IN_GUEST}/salt/_modules"],
+        "states_dirs": [f"{SHARE_IN_GUEST}/salt/_states"],
+        "kiss_site": SITE_IN_GUEST,
+        "kiss_lookup": LOOKUP,
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def salt_run_config() -> str:
+    example = (CHECKOUT / "salt" / "master.example").read_text(encoding="utf-8")
+    return example.replace("/usr/local/share/kisscluster", SHARE_IN_GUEST)
+
+
+def checkout_files() -> list[Path]:
+    """The checkout as git sees it: tracked files and new files not ignored."""
+    listing = run(["git", "-C", CHECKOUT, "ls-files", "-z", "--cached", "--others",
+                   "--exclude-standard"], timeout=60)  # fmt: skip
+    names = sorted(set(listing.split("\0")) - {""})
+    return [Path(name) for name in names if (CHECKOUT / name).exists()]
+
+
+def write_guest_file(machine: Machine, path: str, text: str) -> None:
+    machine.ssh(["install", "-D", "-m", "0644", "/dev/stdin", path], input_bytes=text.encode())
+
+
+def install_checkout(machine: Machine) -> None:
+    """Copy the checkout into the node and pip-install it into the Salt venv, offline."""
+    machine.push_tree(checkout_files(), CHECKOUT, SOURCE_IN_GUEST)
+    machine.ssh([f"{VENV}/bin/pip", "install", "-q", "--no-deps", "--no-index",
+                 "--no-build-isolation", SOURCE_IN_GUEST], timeout=600)  # fmt: skip
+    for command in COMMANDS:
+        machine.ssh(["ln", "-sfn", f"{VENV}/bin/{command}", f"/usr/local/bin/{command}"])
+    write_guest_file(machine, "/etc/salt/minion", minion_config(machine.name))
+    write_guest_file(machine, "/etc/kisscluster/salt-run/master", salt_run_config())
+
+
+def ensure_volume_group(machine: Machine) -> None:
+    """The lab's stand-in for the operator's disk setup: vg0 on the second disk."""
+    if machine.ssh(["vgs", VOLUME_GROUP], check=False).returncode != 0:
+        machine.ssh(["pvcreate", "-q", "/dev/vdb"])
+        machine.ssh(["vgcreate", "-q", VOLUME_GROUP, "/dev/vdb"])
+
+
+def boot(layout: Layout, progress: Progress, names: tuple[str, ...] = NODES) -> None:
+    image = ensure_image(layout, progress)
+    started = [Machine(layout, name) for name in names]
+    with progress.phase(f"boot {' '.join(names)}"):
+        for machine in started:
+            machine.start(image)
+        with ThreadPoolExecutor(len(started)) as pool:
+            for machine, _ in zip(started, pool.map(Machine.wait_ready, started), strict=True):
+                progress.say(f"{machine.name}: ready")
+
+
+def prepare(layout: Layout, progress: Progress) -> None:
+    """Both nodes booted from a fresh copy of the image, the checkout installed, vg0 made."""
+    require_host_tools()
+    node1, node2 = machines(layout)
+    if node1.pid() or node2.pid():
+        raise LabError("the lab is already up: `kiss-lab down` first, or `kiss-lab status`")
+    shutil.rmtree(layout.run_dir, ignore_errors=True)
+    boot(layout, progress)
+    with progress.phase("install kisscluster from the checkout"), ThreadPoolExecutor(2) as pool:
+        list(pool.map(install_checkout, (node1, node2)))
+        list(pool.map(ensure_volume_group, (node1, node2)))
+
+
+def roll_out(layout: Layout, progress: Progress) -> dict[str, str]:
+    """The cluster set up as an operator does: kiss-init, kiss.node on both (the secret copied
+    in between), then kiss-configure on the primary. Returns each step's output."""
+    node1, node2 = machines(layout)
+    steps = (
+        ("kiss-init on node1 (repositories)", node1, ["kiss-init"]),
+        ("kiss.node on node1", node1, NODE_STATE),
+        ("kiss-init on node1 (heartbeat secret)", node1, ["kiss-init"]),
+        ("kiss.node on node2", node2, NODE_STATE),
+        ("kiss-configure on node1", node1, ["kiss-configure"]),
+        # kiss.node enables kissclusterd for the next boot; start it now on both, as a reboot
+        # would.
+        ("start kissclusterd on node1", node1, START_HEARTBEAT),
+        ("start kissclusterd on node2", node2, START_HEARTBEAT),
+    )
+    outputs = {}
+    for name, machine, command in steps:
+        with progress.phase(name):
+            outputs[name] = machine.ssh(command, timeout=SALT_TIMEOUT).stdout
+    return outputs
+
+
+def up(layout: Layout, progress: Progress) -> None:
+    prepare(layout, progress)
+    roll_out(layout, progress)
+    progress.say("lab up: `kiss-lab status`, `kiss-lab ssh node1`")
+
+
+def down(layout: Layout, progress: Progress) -> None:
+    for machine in machines(layout):
+        machine.kill()
+    shutil.rmtree(layout.run_dir, ignore_errors=True)
+    progress.say(f"nodes removed; the image cache stays in {layout.image_dir}")
+
+
+def snapshot(machine: Machine) -> dict[str, Any] | None:
+    """The guest's probe (kisscluster.lab.probe), or None while the node is off."""
+    if machine.pid() is None:
+        return None
+    done = machine.ssh([f"{VENV}/bin/python", "-m", "kisscluster.lab.probe"], timeout=60)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def render_status(name: str, state: dict[str, Any] | None) -> str:
+    if state is None:
+        return f"{name}: powered off"
+    active = [t for t, s in state["targets"].items() if s == "active"] or ["none"]
+    lines = [f"{name}: up, target {' '.join(active)}"]
+    daemon = state.get("kissclusterd")
+    if daemon:
+        lines.append(f"  kissclusterd: {json.dumps(daemon, sort_keys=True)}")
+    for unit, status in sorted(state["units"].items()):
+        lines.append(f"  {unit:32} {status}")
+    for volume, drbd in sorted(state["drbd"].items()):
+        lines.append(
+            f"  drbd {volume:12} minor {drbd['minor']:<3} {drbd.get('cs', '?'):14} "
+            f"{drbd.get('role', '?')}/{drbd.get('peer_role', '?')} "
+            f"{drbd.get('disk', '?')}/{drbd.get('peer_disk', '?')}"
+        )
+    return "\n".join(lines)
+
+
+def status(layout: Layout) -> str:
+    lines = []
+    for machine in machines(layout):
+        try:
+            lines.append(render_status(machine.name, snapshot(machine)))
+        except (LabError, json.JSONDecodeError, subprocess.SubprocessError) as exc:
+            lines.append(f"{machine.name}: powered on, not answering ({exc})")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""What a lab node runs, read inside the guest: `python -m kisscluster.lab.probe` prints JSON.
+
+Targets, VM and DRBD units, DRBD resources (from /proc/drbd and /dev/drbd/by-res) and what
+kissclusterd publishes. `kiss-lab status` shows it; the lab tests sample it on both nodes.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+TARGETS = ("all-vms.target", "primary-vms.target", "no-vms.target", "manual-vms.target")
+_DRBD_LINE = re.compile(
+    r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>\S+)/(?P<peer_role>\S+) "
+    r"ds:(?P<disk>\S+)/(?P<peer_disk>\S+)"
+)
+
+
+def _output(arguments: list[str]) -> str:
+    done = subprocess.run(arguments, capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout
+
+
+def units() -> dict[str, str]:
+    """Active state of every loaded vm@, drbd-resource@ and kissclusterd unit."""
+    listing = _output(["systemctl", "list-units", "--all", "--plain", "--no-legend",
+                       "vm@*", "drbd-resource@*", "kissclusterd.service"])  # fmt: skip
+    found = {}
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            found[fields[0]] = fields[2]
+    return found
+
+
+def drbd(proc_drbd: str, by_res: Path = Path("/dev/drbd/by-res")) -> dict[str, dict[str, Any]]:
+    """DRBD volumes by `<resource>/<volume>`: connection state, roles, disk states, minor."""
+    minors = {}
+    for match in map(_DRBD_LINE.match, proc_drbd.splitlines()):
+        if match:
+            state = match.groupdict()
+            minors[int(state.pop("minor"))] = state
+    volumes = {}
+    for link in sorted(by_res.glob("*/*")) if by_res.is_dir() else []:
+        device = link.resolve().name
+        if device.startswith("drbd") and device[4:].isdigit():
+            minor = int(device[4:])
+            state = minors.get(minor, {"cs": "Unconfigured"})
+            volumes[f"{link.parent.name}/{link.name}"] = {"minor": minor, **state}
+    return volumes
+
+
+def snapshot() -> dict[str, Any]:
+    targets = {target: _output(["systemctl", "is-active", target]).strip() for target in TARGETS}
+    proc = Path("/proc/drbd")
+    daemon_text = _output(["kissclusterd", "status", "--json"])
+    try:
+        daemon = json.loads(daemon_text) if daemon_text.strip() else None
+    except json.JSONDecodeError:
+        daemon = None
+    return {
+        "targets": targets,
+        "units": units(),
+        "drbd": drbd(proc.read_text() if proc.exists() else ""),
+        "kissclusterd": daemon,
+    }
+
+
+def main() -> int:
+    json.dump(snapshot(), sys.stdout, sort_keys=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
