@@ -1,0 +1,78 @@
+"""Failover with the real kissclusterd under systemd: a crashed node and a node that loses the
+switch. Both nodes are sampled side by side throughout: no VM may ever run on both."""
+
+import time
+
+import pytest
+from labtest import (
+    Lab,
+    Sampler,
+    kiss_pillar,
+    settled,
+    snapshot,
+    target_active,
+    vm_running,
+    wait_until,
+)
+
+from kisscluster.lab import cluster
+from kisscluster.lab.machine import SWITCH_NIC
+
+pytestmark = pytest.mark.lab
+
+SETTLE_TIMEOUT = 600
+FAILOVER_TIMEOUT = 300
+
+
+def runs_everything(lab: Lab, vms: dict) -> bool:
+    state = snapshot(lab.node2)
+    return target_active(state, "all-vms") and all(vm_running(state, vm) for vm in vms)
+
+
+def test_node1_crash_moves_its_vms_to_node2_and_back(rolled_out: Lab) -> None:
+    lab = rolled_out
+    vms = kiss_pillar(lab)["vms"]
+    wait_until("primary-vms settled before the crash", lambda: settled(lab, vms), SETTLE_TIMEOUT)
+    with Sampler(lab) as sampler:
+        lab.node1.kill()
+        took = wait_until(
+            "node2 on all-vms running every VM", lambda: runs_everything(lab, vms),
+            FAILOVER_TIMEOUT, every=0.5,
+        )  # fmt: skip
+        lab.record("failover: node1 killed -> its VMs running on node2", took)
+        began = time.monotonic()
+        cluster.boot(lab.layout, lab.progress, ("node1",))
+        took = wait_until(
+            "both nodes back on primary-vms, each VM on its primary_on node",
+            lambda: settled(lab, vms), SETTLE_TIMEOUT,
+        )  # fmt: skip
+        lab.record("node1 restarted -> settled again (after boot)", took)
+        lab.record("node1 restart: boot to settled", time.monotonic() - began)
+    assert len(sampler.samples) > 10
+    assert sampler.both_ran() == []
+
+
+def test_node_that_loses_the_switch_gives_its_vms_to_the_peer(rolled_out: Lab) -> None:
+    lab = rolled_out
+    vms = kiss_pillar(lab)["vms"]
+    wait_until("primary-vms settled before the cut", lambda: settled(lab, vms), SETTLE_TIMEOUT)
+    with Sampler(lab) as sampler:
+        lab.node1.set_link(SWITCH_NIC, up=False)
+        try:
+
+            def node1_gave_up() -> bool:
+                state = snapshot(lab.node1)
+                return target_active(state, "no-vms") and not any(
+                    vm_running(state, vm) for vm in vms
+                )
+
+            took = wait_until(
+                "node1 on no-vms, node2 running every VM",
+                lambda: node1_gave_up() and runs_everything(lab, vms),
+                FAILOVER_TIMEOUT, every=0.5,
+            )  # fmt: skip
+            lab.record("switch lost on node1 -> node2 runs every VM", took)
+        finally:
+            lab.node1.set_link(SWITCH_NIC, up=True)
+        wait_until("back on primary-vms", lambda: settled(lab, vms), SETTLE_TIMEOUT)
+    assert sampler.both_ran() == []
