@@ -37,10 +37,6 @@ class Plan:
     steps: tuple[Step, ...]
     notes: tuple[str, ...]
 
-    @property
-    def creates_lvs(self) -> bool:
-        return any(step.what.startswith("create LV") for step in self.steps)
-
 
 def plan(
     vm: Mapping[str, Any],

@@ -4,7 +4,8 @@ What this host cannot do, and the seam each fixture uses instead:
 
 * device-mapper: LVM runs for real on a loop device, with `global/activation = 0` in an lvm.conf
   given through LVM_SYSTEM_DIR, so `lvs` and `lvcreate` read and write real VG metadata but
-  activate nothing (the product's commands are unchanged; only LVM's own config differs);
+  activate nothing (the product's commands are unchanged; only LVM's own config differs;
+  `lvs` is wrapped by a recorder that counts its calls);
 * the DRBD kernel module: `drbdadm` is a recorder that hands every call on to the real
   `drbdadm-84 --dry-run` in a UTS namespace named like the node, against the files the states
   wrote, so drbdadm parses the config and the command but touches no device;
@@ -16,6 +17,7 @@ import ctypes
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -53,8 +55,6 @@ def unshare_uts(hostname: str):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.unshare(CLONE_NEWUTS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
-        import socket
-
         socket.sethostname(hostname)
 
     return enter
@@ -128,6 +128,7 @@ class Node:
     root: Path
     drbd_log: Path
     systemctl_log: Path
+    lvs_log: Path
     vg: LoopVg
     lookup: dict = field(default_factory=dict)
 
@@ -150,6 +151,9 @@ class Node:
 
     def systemctl_calls(self) -> list[list[str]]:
         return _read_log(self.systemctl_log)
+
+    def lvs_calls(self) -> list[list[str]]:
+        return _read_log(self.lvs_log)
 
     def file(self, path: str) -> str:
         return (self.root / path.lstrip("/")).read_text(encoding="utf-8")
@@ -183,6 +187,7 @@ def make_node(base: Path, site: Path, name: str) -> Node:
     )
     drbd_log = home / "drbdadm.log"
     systemctl_log = home / "systemctl.log"
+    lvs_log = home / "lvs.log"
     drbdadm = _recorder(
         bin_dir / "drbdadm",
         "drbdadm",
@@ -193,19 +198,26 @@ def make_node(base: Path, site: Path, name: str) -> Node:
         ),
     )
     systemctl = _recorder(bin_dir / "systemctl", "systemctl", systemctl_log, "succeeds", "")
+    lvs = _recorder(
+        bin_dir / "lvs",
+        "lvs",
+        lvs_log,
+        "runs the real lvs",
+        f"os.execv({shutil.which('lvs')!r}, ['lvs', *sys.argv[1:]])",
+    )
     kissclusterd = shutil.which("kissclusterd") or str(Path(sys.prefix) / "bin" / "python3")
     lookup = {
         "root": str(root),
         "drbdadm": drbdadm,
         "systemctl": systemctl,
-        "lvs": shutil.which("lvs"),
+        "lvs": lvs,
         "lvcreate": shutil.which("lvcreate"),
         "python": sys.executable,
         "kissclusterd": kissclusterd,
     }
     config = write_minion_config(home / "salt", site, name, kiss_lookup=lookup)
     vg = make_loop_vg(home / "vg")
-    return Node(name, site, config, root, drbd_log, systemctl_log, vg, lookup)
+    return Node(name, site, config, root, drbd_log, systemctl_log, lvs_log, vg, lookup)
 
 
 @pytest.fixture

@@ -79,9 +79,13 @@ def test_apply_creates_skeleton_then_second_apply_changes_nothing(node1):
     ]
     assert node1.systemctl_calls() == [["daemon-reload"]]
 
+    # one lvs per run, plus one to confirm the LVs after creating them
+    assert len(node1.lvs_calls()) == 1 + 3
+
     second = node1.apply("kiss.vms")
     assert_all_succeeded(second)
     assert changed(second) == {}
+    assert len(node1.lvs_calls()) == 1 + 3 + 1
     assert len(node1.drbd_calls()) == 12
     assert node1.systemctl_calls() == [["daemon-reload"]]
 

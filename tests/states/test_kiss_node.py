@@ -1,0 +1,150 @@
+"""kiss.node through real `salt-call --local`: its files applied for real under a temporary root,
+the rest (packages, the DRBD module, the VM user, daemon-reload) in test mode only - this host
+has no DRBD module, no systemd as PID 1, and its users are not ours to change."""
+
+import os
+import subprocess
+
+import pytest
+
+UNITS = (
+    "vm@.service",
+    "drbd-resource@.service",
+    "kissclusterd.service",
+    "all-vms.target",
+    "primary-vms.target",
+    "no-vms.target",
+    "manual-vms.target",
+)
+TARGETS = ("all-vms", "primary-vms", "no-vms", "manual-vms")
+SECRET = "etc/kisscluster/kissclusterd.secret"
+
+
+def results_ok(results: dict) -> None:
+    failed = {sid: ret["comment"] for sid, ret in results.items() if ret["result"] is False}
+    assert not failed
+
+
+def unit_setting(text: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")]
+
+
+def test_node_files_applied_then_second_apply_changes_nothing(node1):
+    first = node1.apply("kiss.node.files")
+    results_ok(first)
+    system = node1.root / "etc/systemd/system"
+    for unit in UNITS:
+        assert (system / unit).is_file(), unit
+    assert (system / "multi-user.target.wants/kissclusterd.service").readlink().name == (
+        "kissclusterd.service"
+    )
+    assert node1.file("etc/qemu/bridge.conf").splitlines()[-1] == "allow br0"
+    assert "d /run/kvm 0750 kiss-vm kiss-vm -" in node1.file("etc/tmpfiles.d/kisscluster.conf")
+    assert node1.file("etc/kisscluster/kissclusterd.conf").split("[kissclusterd]\n")[1] == (
+        "stor_addrs = 10.99.0.1 10.99.0.2\n"
+        "prod_addrs = 192.0.2.11 192.0.2.12\n"
+        "ping_addr = 192.0.2.1\n"
+        "port = 694\n"
+        "secret_file = /etc/kisscluster/kissclusterd.secret\n"
+        "base_priority = 100\n"
+        "priority_penalty = 10\n"
+        "interval = 1\n"
+        "dead_time = 3\n"
+        "action = systemctl start {state}.target\n"
+    )
+    second = node1.apply("kiss.node.files")
+    results_ok(second)
+    assert {sid for sid, ret in second.items() if ret["changes"]} == set()
+
+
+def test_targets_conflict_with_each_other_and_manual_stops_the_daemon(node1):
+    results_ok(node1.apply("kiss.node.files"))
+    system = node1.root / "etc/systemd/system"
+    for target in TARGETS:
+        conflicts = set(
+            unit_setting((system / f"{target}.target").read_text(), "Conflicts")[0].split()
+        )
+        assert conflicts >= {f"{other}.target" for other in TARGETS if other != target}
+    manual = unit_setting((system / "manual-vms.target").read_text(), "Conflicts")[0].split()
+    assert "kissclusterd.service" in manual
+    daemon = (system / "kissclusterd.service").read_text()
+    assert unit_setting(daemon, "Type") == ["notify"]
+    vm = (system / "vm@.service").read_text()
+    assert unit_setting(vm, "Requires") == ["drbd-resource@%i.service"]
+    assert "drbd-resource@%i.service" in unit_setting(vm, "After")[0]
+    assert unit_setting(vm, "User") == ["kiss-vm"]
+    assert unit_setting(vm, "EnvironmentFile") == ["/etc/vm/%i.conf", "-/run/kvm/%i.conf"]
+    assert unit_setting(vm, "Restart") == ["on-failure"]
+
+
+def test_secret_is_created_once_with_mode_0600_and_never_overwritten(node1):
+    preview = node1.apply("kiss.node.files", test=True)
+    assert preview["kiss-node-files-kissclusterd-secret"]["result"] is None
+    assert not (node1.root / SECRET).exists()
+
+    results_ok(node1.apply("kiss.node.files"))
+    secret = node1.root / SECRET
+    first = secret.read_text()
+    assert len(first.strip()) == 64
+    assert secret.stat().st_mode & 0o7777 == 0o600
+    assert first not in str(node1.apply("kiss.node.files"))  # never shown
+
+    secret.write_text("copied-from-the-primary\n")  # what kiss-init does on the peer
+    secret.chmod(0o644)
+    results = node1.apply("kiss.node.files")
+    assert results["kiss-node-files-kissclusterd-secret"]["changes"] == {"mode": "0o644 -> 0o600"}
+    assert secret.read_text() == "copied-from-the-primary\n"
+    assert secret.stat().st_mode & 0o7777 == 0o600
+
+
+def test_node_in_test_mode_lists_every_change_and_touches_nothing(node1):
+    results = node1.apply("kiss.node", test=True)
+    results_ok(results)
+    assert results["kiss-node-services-systemd-daemon-reload"]["result"] is None
+    assert results["kiss-node-services-drbd-module-loaded"]["result"] is not False
+    for unit in UNITS:
+        assert results[f"kiss-node-files-unit-{unit}"]["result"] is None
+    # already importable here, as in the lab: installing kisscluster is a no-op
+    pip = results["kiss-node-packages-kisscluster-pip-installed"]
+    assert pip["result"] is True and not pip["changes"]
+    assert not (node1.root / "etc/systemd").exists()
+    assert node1.systemctl_calls() == []
+
+
+def test_systemd_analyze_verify_accepts_every_unit_target_and_vm_instance(node1):
+    """Real `systemd-analyze verify` on the files as written, with the drop-in and .wants links
+    of kiss.vms; SYSTEMD_UNIT_PATH puts the temporary root's unit directory first."""
+    results_ok(node1.apply("kiss.node.files"))
+    results_ok(node1.apply("kiss.vms"))
+    system = node1.root / "etc/systemd/system"
+    units = [u for u in UNITS if "@" not in u] + [
+        "vm@web.service",
+        "vm@db.service",
+        "drbd-resource@db.service",
+    ]
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{system}:", "SYSTEMD_LOG_LEVEL": "notice"}
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", *units],
+        cwd=system,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stderr == "", verify.stderr
+
+
+@pytest.mark.parametrize("drop_in", ["node1", "node2"])
+def test_primary_vms_drop_in_wants_own_vms_and_conflicts_with_the_peers(nodes, drop_in):
+    node = nodes[drop_in]
+    results_ok(node.apply("kiss.vms"))
+    text = node.file("etc/systemd/system/primary-vms.target.d/kisscluster-vms.conf")
+    own = {"node1": {"mail", "web"}, "node2": {"db"}}[drop_in]
+    assert {
+        v.removeprefix("vm@").removesuffix(".service") for v in unit_setting(text, "Wants")
+    } == own
+    assert {
+        v.removeprefix("vm@").removesuffix(".service") for v in unit_setting(text, "Conflicts")
+    } == {"db", "mail", "web"} - own

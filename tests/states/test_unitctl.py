@@ -1,0 +1,73 @@
+"""The helpers of vm@.service and drbd-resource@.service.
+
+drbdadm is a stand-in that refuses twice, as the real one does while the peer still holds the
+resource (no DRBD module here). The monitor is a stand-in unix socket speaking the human
+monitor's prompt, and the "qemu" a sleeping child that the stand-in ends on `system_powerdown`:
+there is no guest OS here to honour an ACPI power button. The lab runs both for real.
+"""
+
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from kisscluster import unitctl
+
+
+def test_promote_retries_until_drbd_lets_it(tmp_path: Path):
+    count = tmp_path / "count"
+    drbdadm = tmp_path / "drbdadm"
+    drbdadm.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, sys\n"
+        f"count = pathlib.Path({str(count)!r})\n"
+        "n = int(count.read_text()) if count.exists() else 0\n"
+        "count.write_text(str(n + 1))\n"
+        "assert sys.argv[1:] == ['primary', 'web'], sys.argv\n"
+        "sys.exit('web: State change failed: (-1) Multiple primaries' if n < 2 else 0)\n"
+    )
+    drbdadm.chmod(0o755)
+    assert unitctl.promote(str(drbdadm), "web", retry=0.01) == 0
+    assert count.read_text() == "3"
+
+
+def test_promote_refuses_a_bad_resource_name(tmp_path: Path):
+    assert unitctl.main(["promote", "--drbdadm", "/bin/false", "web;reboot"]) == 1
+
+
+def test_powerdown_asks_the_guest_and_waits_for_qemu_to_exit(tmp_path: Path):
+    qemu = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "web.monitor"))
+    server.listen(1)
+    received = []
+
+    def monitor() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\n(qemu) ")
+            received.append(connection.recv(4096))
+            connection.sendall(b"system_powerdown\r\n(qemu) ")
+            qemu.terminate()
+            qemu.wait(timeout=10)  # reaped, as systemd reaps the real qemu
+
+    thread = threading.Thread(target=monitor)
+    thread.start()
+    try:
+        assert unitctl.main(["powerdown", "--run-dir", str(tmp_path), "web", str(qemu.pid)]) == 0
+        assert received == [b"system_powerdown\n"]
+        assert qemu.poll() is not None
+    finally:
+        thread.join(timeout=10)
+        server.close()
+        if qemu.poll() is None:
+            qemu.kill()
+        qemu.wait(timeout=10)
+
+
+@pytest.mark.parametrize("vm", ["../web", "Web"])
+def test_powerdown_refuses_names_that_are_not_vm_names(tmp_path: Path, vm):
+    assert unitctl.main(["powerdown", "--run-dir", str(tmp_path), vm, "1"]) == 1
