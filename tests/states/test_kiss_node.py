@@ -69,6 +69,8 @@ def test_targets_conflict_with_each_other_and_manual_stops_the_daemon(node1):
     assert "kissclusterd.service" in manual
     daemon = (system / "kissclusterd.service").read_text()
     assert unit_setting(daemon, "Type") == ["notify"]
+    assert unit_setting(daemon, "RuntimeDirectory") == ["kissclusterd"]  # its status.json
+    assert unit_setting(daemon, "Restart") == ["always"]  # a clock jump exits non-zero
     vm = (system / "vm@.service").read_text()
     assert unit_setting(vm, "Requires") == ["drbd-resource@%i.service"]
     assert "drbd-resource@%i.service" in unit_setting(vm, "After")[0]
