@@ -10,9 +10,11 @@ HERE = Path(__file__).parent
 def tree(top: str) -> list[tuple[str, list[str]]]:
     """data_files entries that install the directory `top` under share/kisscluster."""
     entries = []
-    for directory in sorted(p for p in (HERE / top).rglob("*") if p.is_dir()) + [HERE / top]:
+    for directory in [HERE / top, *sorted(p for p in (HERE / top).rglob("*") if p.is_dir())]:
         files = sorted(
-            str(f.relative_to(HERE)) for f in directory.iterdir() if f.is_file() and f.suffix != ".pyc"
+            str(f.relative_to(HERE))
+            for f in directory.iterdir()
+            if f.is_file() and f.suffix != ".pyc"
         )
         if files:
             entries.append((f"share/kisscluster/{directory.relative_to(HERE)}", files))
@@ -22,7 +24,7 @@ def tree(top: str) -> list[tuple[str, list[str]]]:
 setup(
     name="kisscluster",
     version="0.1.0",
-    description="Highly available KVM virtual machines on a pair of nodes: LVM, DRBD, systemd, Salt, git",
+    description="Highly available KVM VMs on two nodes: LVM, DRBD, systemd, Salt, git",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
