@@ -174,6 +174,15 @@ def _closest(key: str, known: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _template(value: object, templates: tuple[str, ...]) -> str:
+    if value not in templates:
+        raise ValueError(
+            f"{value!r} names no template; there are: {', '.join(templates)}"
+            f"{_closest(str(value), templates)}"
+        )
+    return str(value)
+
+
 def available_templates(directory: Path | None = None) -> tuple[str, ...]:
     directory = directory or paths.vm_templates_dir()
     suffix = ".conf.jinja"
@@ -290,14 +299,6 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
             raise ValueError(f"must be a qemu keyboard layout (en-us, de-ch, …), got {value!r}")
         return value
 
-    def template(value: object) -> str:
-        if value not in templates:
-            raise ValueError(
-                f"{value!r} names no template; there are: {', '.join(templates)}"
-                f"{_closest(str(value), templates)}"
-            )
-        return str(value)
-
     def mapping(value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise ValueError(f"must be a mapping, got {value!r}")
@@ -308,7 +309,7 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
     take("volume_group", volume_group)
     take("mac_prefix", _mac_prefix)
     take("keyboard", keyboard)
-    take("default_template", template)
+    take("default_template", lambda v: _template(v, templates))
     take("default_bridge", names.validate_bridge_name)
     values["heartbeat"] = values["lookup"] = {}
     for key in ("heartbeat", "lookup"):
@@ -477,14 +478,6 @@ def parse_vm_file(
             )
         return str(value)
 
-    def template(value: object) -> str:
-        if value not in templates:
-            raise ValueError(
-                f"{value!r} names no template; there are: {', '.join(templates)}"
-                f"{_closest(str(value), templates)}"
-            )
-        return str(value)
-
     def disk_names(value: object) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise ValueError("must be a list of disk names")
@@ -496,7 +489,7 @@ def parse_vm_file(
     take("ram_megs", lambda v: _whole_number(v, 16, 1 << 22))
     take("cpus", lambda v: _whole_number(v, 1, 256))
     take("root_disk_size", normalize_size)
-    take("template", template)
+    take("template", lambda v: _template(v, templates))
     take("remove_disks", disk_names)
     values["more_disks"] = _parse_disks(data.get("more_disks"), shown, problems)
     values.setdefault("template", cluster.default_template)
