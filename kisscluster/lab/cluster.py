@@ -33,13 +33,15 @@ COMMANDS = (
     "kiss-inventory",
     "kissclusterd",
 )
-# What differs from a real node: Python with kisscluster is the venv's, and the nested VMs run
-# under TCG because the guests have no KVM.
+# What differs from a real node: Python with kisscluster is the venv's, the nested VMs run
+# under TCG because the guests have no KVM, and having no OS they ignore the ACPI power button,
+# so a VM stop (failback, no-vms) waits out the stop timeout before qemu is killed.
 LOOKUP = {
     "python": f"{VENV}/bin/python",
     "kissclusterd": "/usr/local/bin/kissclusterd",
     "qemu_accel": "tcg",
     "qemu_cpu": "max",
+    "vm_stop_timeout": 20,
 }
 SALT_TIMEOUT = 1200.0
 START_HEARTBEAT = ["systemctl", "start", "kissclusterd.service"]
