@@ -88,9 +88,9 @@ def test_a_new_vm_gets_its_own_resource_and_existing_ones_stay_as_they_were(
     lab = rolled_out
     before = {m.name: snapshot(m)["drbd"] for m in lab.nodes}
     generations = {
-        (m.name, vm): lab.sh(m, "drbdadm-84", "get-gi", vm)
+        (m.name, volume): lab.sh(m, DRBDADM, "get-gi", volume)
         for m in lab.nodes
-        for vm in before[m.name]
+        for volume in before[m.name]
     }
     cluster.write_guest_file(
         lab.node1, f"{cluster.SITE_IN_GUEST}/vm-config/example/{NEW_VM}.yml", NEW_VM_FILE
