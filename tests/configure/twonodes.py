@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from kisstest import CHECKOUT, copy_example_site, write_minion_config
+from kisstest import (
+    CHECKOUT,
+    CLONE_NEWUTS,
+    DRBDADM_84,
+    copy_example_site,
+    make_loop_vg,
+    write_minion_config,
+)
 
 SSHD = "/usr/sbin/sshd"
 BIN_DIR = Path(sys.executable).parent
@@ -247,8 +254,6 @@ def make_pair(base: Path, sshd: SshServer, states: Path) -> Pair:
 #   namespace named like the node, against the node's own drbd.conf under its root;
 # * systemd as PID 1: systemctl is a recorder.
 
-DRBDADM_84 = "/usr/lib/drbd/drbdadm-84"
-CLONE_NEWUTS = 0x04000000
 
 _SCRIPT = '''#!{python}
 """{doc}"""
@@ -277,33 +282,6 @@ def _script(path: Path, doc: str, log: Path, body: str) -> str:
     return str(path)
 
 
-def _loop_vg(directory: Path) -> tuple[str, Path]:
-    """VG vg0 on a fresh loop device; LVM sees only that device and activates nothing."""
-    directory.mkdir(parents=True)
-    image = directory / "pv.img"
-    with image.open("wb") as handle:
-        handle.truncate(256 << 20)
-    device = subprocess.run(
-        ["losetup", "--find", "--show", str(image)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
-    conf = directory / "lvm"
-    conf.mkdir()
-    (conf / "lvm.conf").write_text(
-        f'devices {{\n    filter = [ "a|^{device}$|", "r|.*|" ]\n    use_devicesfile = 0\n'
-        '    hints = "none"\n    obtain_device_list_from_udev = 0\n}\n'
-        "global {\n    activation = 0\n}\nbackup {\n    backup = 0\n    archive = 0\n}\n",
-        encoding="utf-8",
-    )
-    env = {**os.environ, "LVM_SYSTEM_DIR": str(conf), "LVM_SUPPRESS_FD_WARNINGS": "1"}
-    for command in (["pvcreate", device], ["vgcreate", "vg0", device]):
-        subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
-    return device, conf
-
-
 def use_real_kiss_states(pair: Pair) -> list[str]:
     """Point both nodes at the product's kiss states; returns the loop devices to detach."""
     devices = []
@@ -317,7 +295,8 @@ def use_real_kiss_states(pair: Pair) -> list[str]:
             f'include "{node.root}/etc/drbd.d/*.conf";\ninclude "{node.root}/etc/drbd.d/*.res";\n',
             encoding="utf-8",
         )
-        device, lvm_conf = _loop_vg(node.directory / "vg")
+        vg = make_loop_vg(node.directory / "vg", size_mib=256)
+        device, lvm_conf = vg.device, Path(vg.env["LVM_SYSTEM_DIR"])
         devices.append(device)
         lvm_doc = "Real {} with this node's lvm.conf (loop device, no activation)."
         lookup = {

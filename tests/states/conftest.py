@@ -13,23 +13,25 @@ What this host cannot do, and the seam each fixture uses instead:
 The real run of all three is the lab's (the qemu lab issue).
 """
 
-import ctypes
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kisstest import salt_call, write_minion_config
+from kisstest import (
+    CLONE_NEWUTS,
+    DRBDADM_84,
+    LoopVg,
+    make_loop_vg,
+    remove_loop_vg,
+    salt_call,
+    write_minion_config,
+)
 
 from kisscluster import inventory
-
-DRBDADM_84 = "/usr/lib/drbd/drbdadm-84"
-CLONE_NEWUTS = 0x04000000
 
 RECORDER = '''#!{python}
 """A stand-in for {name} (see tests/states/conftest.py): records its arguments, then {then}."""
@@ -45,77 +47,6 @@ if libc.unshare({clone}) != 0:
 socket.sethostname({node!r})
 os.execv({drbdadm!r}, [{drbdadm!r}, "--dry-run", "-c", {config!r}, *sys.argv[1:]])
 """
-
-
-def unshare_uts(hostname: str):
-    """A preexec_fn: the child gets its own UTS namespace with `hostname` (drbdadm matches its
-    `on <host>` sections by host name)."""
-
-    def enter() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(CLONE_NEWUTS) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
-        socket.sethostname(hostname)
-
-    return enter
-
-
-@dataclass
-class LoopVg:
-    """Volume group `vg0` on a loop device; `env` makes LVM commands see only it."""
-
-    device: str
-    env: dict[str, str]
-
-    def lvs(self) -> dict[str, int]:
-        from kisscluster import lvm
-
-        out = subprocess.run(
-            lvm.lvs_command("lvs", "vg0"),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-        return lvm.parse_lvs(out)
-
-
-def make_loop_vg(directory: Path, size_mib: int = 512) -> LoopVg:
-    if shutil.which("lvcreate") is None:
-        pytest.fail("lvm2 is not installed (apt-get install lvm2)")
-    directory.mkdir(parents=True, exist_ok=True)
-    image = directory / "pv.img"
-    with image.open("wb") as handle:
-        handle.truncate(size_mib << 20)
-    device = subprocess.run(
-        ["losetup", "--find", "--show", str(image)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
-    conf_dir = directory / "lvm"
-    conf_dir.mkdir()
-    (conf_dir / "lvm.conf").write_text(
-        "devices {\n"
-        f'    filter = [ "a|^{device}$|", "r|.*|" ]\n'
-        "    use_devicesfile = 0\n"
-        '    hints = "none"\n'
-        "    obtain_device_list_from_udev = 0\n"
-        "}\n"
-        "global {\n    activation = 0\n}\n"
-        "backup {\n    backup = 0\n    archive = 0\n}\n",
-        encoding="utf-8",
-    )
-    env = {**os.environ, "LVM_SYSTEM_DIR": str(conf_dir), "LVM_SUPPRESS_FD_WARNINGS": "1"}
-    for command in (["pvcreate", device], ["vgcreate", "vg0", device]):
-        subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
-    return LoopVg(device, env)
-
-
-def remove_loop_vg(vg: LoopVg) -> None:
-    subprocess.run(["losetup", "--detach", vg.device], capture_output=True, timeout=30)
 
 
 @dataclass

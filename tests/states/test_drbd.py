@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import DRBDADM_84, unshare_uts
+from kisstest import DRBDADM_84, unshare_uts
 
 from kisscluster import drbd, pillar, skeleton
 
