@@ -77,6 +77,10 @@ def test_targets_conflict_with_each_other_and_manual_stops_the_daemon(node1):
     assert unit_setting(vm, "User") == ["kiss-vm"]
     assert unit_setting(vm, "EnvironmentFile") == ["/etc/vm/%i.conf", "-/run/kvm/%i.conf"]
     assert unit_setting(vm, "Restart") == ["on-failure"]
+    # The promotion outwaits the peer's guest shutdown, or a failback leaves the VM nowhere.
+    promote = (system / "drbd-resource@.service").read_text()
+    stop = unit_setting(vm, "TimeoutStopSec")[0]
+    assert int(unit_setting(promote, "TimeoutStartSec")[0]) > int(stop)
 
 
 def test_secret_is_created_once_with_mode_0600_and_never_overwritten(node1):
