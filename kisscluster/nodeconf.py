@@ -5,17 +5,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kisscluster import names
+from kisscluster.heartbeat.config import KEYS
 
-#: kissclusterd settings a site may set in pillar kiss:cluster:heartbeat, in file order.
-HEARTBEAT_KEYS = (
-    "port",
-    "secret_file",
-    "base_priority",
-    "priority_penalty",
-    "interval",
-    "dead_time",
-    "action",
-)
+#: The addresses come from the cluster's members; the rest a site may set in pillar
+#: kiss:cluster:heartbeat. In file order.
+ADDRESS_KEYS = ("stor_addrs", "prod_addrs", "ping_addr")
+HEARTBEAT_KEYS = tuple(key for key in KEYS if key not in ADDRESS_KEYS)
 
 BANNER = "# Managed by Salt (kiss.node) from the kiss pillar: local edits are overwritten.\n"
 
