@@ -19,13 +19,12 @@ import git
 from kisscluster import paths
 from kisscluster.atomic import write_atomic
 from kisscluster.configure.node import Cluster, Node, NodeError, load_node, ssh_url
-from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, Outcome
+from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, IGNORED_IN_SITE, Outcome
 from kisscluster.configure.rollout import run_remote
 
 BRANCH = "main"
 # Salt's py renderer leaves bytecode beside pillar/kiss.sls: never part of the site.
 SITE_GITIGNORE = "__pycache__/\n*.pyc\n"
-IGNORED_IN_SITE = shutil.ignore_patterns("__pycache__", "*.pyc")
 DEFAULT_GROUP = "adm"
 
 Say = Callable[[str], None]

@@ -24,6 +24,8 @@ from kisscluster.configure.node import Node
 from kisscluster.configure.summary import summarize
 
 CONFIG_PATHS = ("vm-config", "pillar")
+# Bytecode that Salt's py renderer leaves beside pillar/kiss.sls: never part of a site copy.
+IGNORED_IN_SITE = shutil.ignore_patterns("__pycache__", "*.pyc")
 #: Seconds any git command that may talk to another node gets before it is killed.
 GIT_TIMEOUT = 120
 SALT_CALL_TIMEOUT = 1800

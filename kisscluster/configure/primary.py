@@ -22,10 +22,9 @@ import git
 from kisscluster import inventory
 from kisscluster.configure import rollout
 from kisscluster.configure.node import Cluster, Node, load_node
-from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, open_site
+from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, IGNORED_IN_SITE, open_site
 
 DEFAULT_RUN_CONFIG_DIR = Path("/etc/kisscluster/salt-run")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 ORCHESTRATE_MODS = "kiss.vms"
 
 Say = Callable[[str], None]
@@ -247,7 +246,7 @@ def _dry_run(
     with tempfile.TemporaryDirectory(prefix="kiss-configure-dry-run-") as scratch:
         candidate = Path(scratch) / "site"
         for part in CONFIG_PATHS:
-            shutil.copytree(node.site / part, candidate / part, ignore=IGNORED)
+            shutil.copytree(node.site / part, candidate / part, ignore=IGNORED_IN_SITE)
         say(f"dry run: working tree copied to {candidate}; nothing is committed or pushed")
         result = _inventory(candidate, say)
         edits = [path for path in pending_edits(repo) if path != cache]
