@@ -45,7 +45,6 @@ LOOKUP = {
 }
 SALT_TIMEOUT = 1200.0
 START_HEARTBEAT = ["systemctl", "start", "kissclusterd.service"]
-CREATE_RUN_DIR = ["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/kisscluster.conf"]
 NODE_STATE = [
     "salt-call", "--local", "--retcode-passthrough", "--state-output=terse",
     "state.apply", "kiss.node",
@@ -140,13 +139,9 @@ def roll_out(layout: Layout, progress: Progress) -> dict[str, str]:
         ("kiss.node on node2", node2, NODE_STATE),
         ("kiss-configure on node1", node1, ["kiss-configure"]),
     )
-    # kiss.node writes the tmpfiles entry of /run/kvm and enables kissclusterd for the next
-    # boot; do now on both nodes what that boot would.
+    # kiss.node enables kissclusterd for the next boot; start it now, as the README says.
     for machine in (node1, node2):
-        steps += (
-            (f"/run/kvm on {machine.name} (tmpfiles)", machine, CREATE_RUN_DIR),
-            (f"start kissclusterd on {machine.name}", machine, START_HEARTBEAT),
-        )
+        steps += ((f"start kissclusterd on {machine.name}", machine, START_HEARTBEAT),)
     outputs = {}
     for name, machine, command in steps:
         with progress.phase(name):

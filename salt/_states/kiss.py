@@ -209,6 +209,32 @@ def daemon_reloaded(name, systemctl):
     return ret
 
 
+def tmpfiles_created(name, config, systemd_tmpfiles):
+    """
+    The directory ``name`` that the tmpfiles entry ``config`` declares, created now with
+    ``systemd-tmpfiles --create`` rather than at the next boot.
+    """
+    ret = _ret(name)
+    if Path(name).is_dir():
+        ret["comment"] = f"{name} exists"
+        return ret
+    ret["changes"] = {"created": name}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"would create {name} from {config}")
+        return ret
+    code, output = _run([systemd_tmpfiles, "--create", config])
+    if code != 0 or not Path(name).is_dir():
+        ret.update(
+            result=False,
+            changes={},
+            comment=f"{systemd_tmpfiles} --create {config} exited {code}, {name} "
+            f"{'present' if Path(name).is_dir() else 'missing'}: {output}",
+        )
+        return ret
+    ret["comment"] = f"created {name} from {config}"
+    return ret
+
+
 def secret(name, nbytes=32):
     """
     A random shared secret at ``name`` (mode 0600), created only when the file is absent and

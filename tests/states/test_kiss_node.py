@@ -3,9 +3,11 @@ the rest (packages, the DRBD module, the VM user, daemon-reload) in test mode on
 has no DRBD module, no systemd as PID 1, and its users are not ours to change."""
 
 import os
+import shutil
 import subprocess
 
 import pytest
+from kisstest import salt_call
 
 UNITS = (
     "vm@.service",
@@ -108,6 +110,8 @@ def test_node_in_test_mode_lists_every_change_and_touches_nothing(node1):
     results_ok(results)
     assert results["kiss-node-services-systemd-daemon-reload"]["result"] is None
     assert results["kiss-node-services-drbd-module-loaded"]["result"] is not False
+    run_dir = results["kiss-node-services-run-dir-created"]
+    assert (run_dir["result"], run_dir["changes"]) == (None, {"created": "/run/kvm"})
     for unit in UNITS:
         assert results[f"kiss-node-files-unit-{unit}"]["result"] is None
     # already importable here, as in the lab: installing kisscluster is a no-op
@@ -115,6 +119,31 @@ def test_node_in_test_mode_lists_every_change_and_touches_nothing(node1):
     assert pip["result"] is True and not pip["changes"]
     assert not (node1.root / "etc/systemd").exists()
     assert node1.systemctl_calls() == []
+
+
+def test_run_dir_is_created_at_once_from_its_tmpfiles_entry(node1, tmp_path):
+    """The real systemd-tmpfiles on an entry of our own under tmp_path: the kiss-vm user of the
+    product's entry does not exist on this host."""
+    run_dir = tmp_path / "run" / "kvm"
+    config = tmp_path / "kisscluster.conf"
+    config.write_text(f"d {run_dir} 0750 root root -\n", encoding="utf-8")
+    state = [
+        "state.single", "kiss.tmpfiles_created", f"name={run_dir}", f"config={config}",
+        f"systemd_tmpfiles={shutil.which('systemd-tmpfiles')}",
+    ]  # fmt: skip
+
+    def apply(*extra: str) -> dict:
+        (ret,) = salt_call(node1.config, *state, *extra).values()
+        return ret
+
+    preview = apply("test=True")
+    assert (preview["result"], preview["changes"]) == (None, {"created": str(run_dir)})
+    assert not run_dir.exists()
+    created = apply()
+    assert (created["result"], created["changes"]) == (True, {"created": str(run_dir)})
+    assert run_dir.stat().st_mode & 0o7777 == 0o750
+    again = apply()
+    assert (again["result"], again["changes"]) == (True, {})
 
 
 def test_systemd_analyze_verify_accepts_every_unit_target_and_vm_instance(node1):

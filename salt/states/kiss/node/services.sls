@@ -11,3 +11,13 @@ kiss-node-services-systemd-daemon-reload:
     - systemctl: {{ kiss.systemctl }}
     - onchanges:
       - sls: kiss.node.files
+
+# /run/kvm now: systemd-tmpfiles would otherwise make it only at the next boot.
+kiss-node-services-run-dir-created:
+  kiss.tmpfiles_created:
+    - name: {{ kiss.run_dir }}
+    - config: {{ kiss.root }}{{ kiss.tmpfiles_dir }}/kisscluster.conf
+    - systemd_tmpfiles: {{ kiss.systemd_tmpfiles }}
+    - require:
+      - user: kiss-node-packages-vm-user-present
+      - file: kiss-node-files-tmpfiles-run-kvm
