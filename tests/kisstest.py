@@ -49,6 +49,9 @@ def write_minion_config(
         "module_dirs": [str(salt / "_modules")],
         "states_dirs": [str(salt / "_states")],
         "kiss_site": str(site),
+        # Salt's lvm grain would scan the tests' loop-device VGs with the host's LVM config and
+        # leave their metadata archives in the host's /etc/lvm.
+        "disable_grains": ["lvm"],
         **extra,
     }
     (config_dir / "minion").write_text(yaml.safe_dump(config), encoding="utf-8")
