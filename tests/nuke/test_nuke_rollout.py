@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from configure.twonodes import NodeDirs, Pair
+from twonodes import NodeDirs, Pair
 
 FAKE_TOOL = Path(__file__).parent / "fake_node_tool.py"
 PROGRAMS = ("systemctl", "lvs", "lvremove", "drbdadm")

@@ -32,6 +32,8 @@ SSHD = "/usr/sbin/sshd"
 BIN_DIR = Path(sys.executable).parent
 MEMBERS = (("node1", "127.0.0.1"), ("node2", "127.0.0.2"))
 TIMEOUT = 300
+# The small kiss.vms state tree the configure and nuke tests apply instead of the product's.
+TEST_STATES = Path(__file__).parent / "configure" / "states"
 
 
 @dataclass
