@@ -100,7 +100,12 @@ def _identity(repo: git.Repo) -> dict[str, str]:
 
 def commit_paths(repo: git.Repo, paths: list[str], message: str) -> str:
     """Commit exactly `paths` (nothing else the operator may have staged)."""
-    repo.git.add("-A", "--", *paths)
+    # `git add` refuses a path in neither the index nor the work tree: one whose deletion is
+    # already staged (the old name after `git mv`). `commit --only` takes it all the same.
+    listed = repo.git.ls_files("-z", "--cached", "--others", "--", *paths)
+    present = sorted(set(listed.split("\0")) - {""})
+    if present:
+        repo.git.add("-A", "--", *present)
     repo.git.commit("--quiet", "--only", "-m", message, "--", *paths, env=_identity(repo))
     return repo.head.commit.hexsha
 

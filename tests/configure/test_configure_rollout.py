@@ -111,6 +111,23 @@ def test_operator_edits_are_committed_with_the_file_names(initialised: Pair):
     assert (pair.node2.root / "vms" / "files").exists()
 
 
+def test_a_vm_disabled_with_git_mv_is_committed_as_a_rename(initialised: Pair):
+    pair = initialised
+    assert pair.run("kiss-configure", pair.node1).returncode == 0
+    site = pair.node1.site
+    pair.git(site, "mv", "vm-config/example/mail.yml", "vm-config/example/mail.yml.disabled")
+
+    run = pair.run("kiss-configure", pair.node1)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "inventory: disabled mail" in run.stdout
+    changed = pair.git(pair.node2.bare, "show", "--name-status", "--format=", "HEAD~1")
+    assert changed.split() == [
+        "R100", "vm-config/example/mail.yml", "vm-config/example/mail.yml.disabled"
+    ]  # fmt: skip
+    assert pair.git(site, "status", "--porcelain") == ""
+
+
 def test_not_on_the_primary_is_refused_and_force_runs(initialised: Pair):
     pair = initialised
     before = heads(pair)
