@@ -24,6 +24,9 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     # counts for `dead_time`, which must be at least twice the interval (defaults 1 and 3).
     interval = 1
     dead_time = 3
+    # Seconds after start-up before a peer never heard is taken for dead (at least dead_time;
+    # default 60): when both nodes boot together, the first one up waits for the other.
+    init_dead = 60
     # Run on every state change, as an argument list (split like a shell would, never run by
     # one); {state} becomes all-vms, primary-vms or no-vms. Default:
     action = systemctl start {state}.target
@@ -63,6 +66,7 @@ KEYS = (
     "priority_penalty",
     "interval",
     "dead_time",
+    "init_dead",
     "action",
 )
 
@@ -187,13 +191,18 @@ def parse(text: str, source: Path) -> Config:
             f"{where('dead_time')}: {dead_time} s must be at least twice the interval "
             f"({interval} s), or one lost heartbeat would count as a dead peer"
         )
+    init_dead = _seconds(where("init_dead"), values.get("init_dead", "60"))
+    if init_dead < dead_time:
+        raise ConfigError(
+            f"{where('init_dead')}: {init_dead} s must be at least the dead time ({dead_time} s)"
+        )
     return Config(
         stor_addrs=stor,
         prod_addrs=prod,
         ping_addr=ping,
         port=port,
         secret_file=secret,
-        rules=Rules(base, penalty, interval, dead_time),
+        rules=Rules(base, penalty, interval, dead_time, init_dead),
         action=_action(where("action"), values.get("action", DEFAULT_ACTION)),
         source=source,
     )

@@ -16,8 +16,11 @@ time only to notice a clock jump). The rules:
   `all-vms`; DRBD (which refuses a second primary while connected, and whose split-brain handlers
   act when it is not) and the operator are the last line there.
 * A new state is taken only once it has been computed at every evaluation for one full interval
-  (at least twice in a row, one interval apart), never during the start-up grace period of one
-  dead time, and the first state after start-up is taken the same way.
+  (at least twice in a row, one interval apart), and never during the start-up grace period: one
+  dead time, or `init_dead` while the peer has not been heard since start-up. The longer wait
+  is for the cold start of both nodes: the node that boots first must not start every VM only
+  to give half of them back moments later when its peer appears. The first state after start-up
+  is taken the same way.
 * A clock jump (wall time and monotonic time disagreeing about the time since the previous
   evaluation by more than one interval; also a suspend, since the monotonic clock stops) raises
   ClockJump: the daemon exits rather than decide on bad timing.
@@ -49,6 +52,7 @@ class Rules:
     priority_penalty: int = 10
     interval: float = 1.0
     dead_time: float = 3.0
+    init_dead: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,10 @@ class Core:
         """An authenticated, in-window, fresh heartbeat from the peer arrived on `net`."""
         if net not in NETS:
             raise ValueError(f"unknown net {net!r}")
+        if not self.heartbeats:
+            # The peer's first word ends the long grace; what was computed without it confirms
+            # nothing now.
+            self.pending = None
         self.heartbeats[net] = (mono, priority)
 
     def ping(self, ok: bool, mono: float) -> None:
@@ -132,8 +140,12 @@ class Core:
             return State.PRIMARY
         return State.ALL if own > peer else State.NONE
 
+    def grace_end(self) -> float:
+        wait = self.rules.dead_time if self.heartbeats else self.rules.init_dead
+        return self.started + wait
+
     def in_grace(self, mono: float) -> bool:
-        return mono - self.started < self.rules.dead_time
+        return mono < self.grace_end()
 
     def check_clock(self, mono: float, wall: float) -> None:
         """Raise ClockJump if wall time moved differently from monotonic time since last call."""
@@ -171,7 +183,7 @@ class Core:
         moments = [t + dead for t, _ in self.heartbeats.values()]
         if self.last_ping_ok is not None:
             moments.append(self.last_ping_ok + dead)
-        moments.append(self.started + dead)
+        moments.append(self.grace_end())
         if self.pending is not None:
             moments.append(self.pending[1] + self.rules.interval)
         future = [m for m in moments if m > mono]

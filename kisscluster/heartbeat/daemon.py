@@ -362,7 +362,8 @@ class Daemon:
         self.pinger = Pinger((self.config.ping_addr, self.config.rules.interval), self.wake_write)
         self.pinger.start()
         log.info(
-            "started as member %d (%s): peer %s / %s, switch %s, interval %g s, dead time %g s",
+            "started as member %d (%s): peer %s / %s, switch %s, interval %g s, dead time %g s"
+            ", a peer never heard is dead after %g s",
             identity.index + 1,
             ", ".join(f"{n} {a}" for n, a in identity.own.items()),
             identity.peer["stor"],
@@ -370,6 +371,7 @@ class Daemon:
             config.ping_addr,
             config.rules.interval,
             config.rules.dead_time,
+            config.rules.init_dead,
         )
         notify("READY=1\nSTATUS=start-up grace period")
         try:

@@ -32,6 +32,7 @@ def test_defaults_and_sub_second_intervals():
     config = parse(MINIMAL, SOURCE)
     assert (config.port, config.rules.interval, config.rules.dead_time) == (694, 1.0, 3.0)
     assert (config.rules.base_priority, config.rules.priority_penalty) == (100, 10)
+    assert config.rules.init_dead == 60.0
     assert str(config.secret_file) == "/etc/kisscluster/kissclusterd.secret"
     fast = parse(MINIMAL + "interval = 0.2\ndead_time = 0.5\n", SOURCE)
     assert (fast.rules.interval, fast.rules.dead_time) == (0.2, 0.5)
@@ -63,6 +64,7 @@ def test_ipv6_addresses():
         (MINIMAL + "interval = 0\n", "interval: 0.0 s is outside"),
         (MINIMAL + "interval = 61\ndead_time = 200\n", "more than 60.0 s"),
         (MINIMAL + "interval = 2\ndead_time = 3\n", "at least twice the interval"),
+        (MINIMAL + "dead_time = 3\ninit_dead = 2\n", "init_dead: 2.0 s must be at least"),
         (MINIMAL + "action = systemctl start all-vms.target\n", "must contain {state}"),
         (MINIMAL + "action = echo 'unclosed {state}\n", "cannot split"),
         (MINIMAL + "port = 694\nport = 695\n", "option 'port'"),

@@ -107,6 +107,7 @@ def test_a_failed_ping_does_not_cancel_an_earlier_reply_within_the_dead_time():
 )
 def test_wanted_state(peer, ping, nets, expected):
     node = Node()
+    node.hear(100)  # heard once at start-up: a silent peer is then dead after one dead time
     assert node.settle(peer=peer, ping=ping, nets=nets or ("stor",)) == expected
 
 
@@ -121,6 +122,25 @@ def test_no_state_is_taken_during_the_start_up_grace_period():
     assert seen == [None, None]
     decision = node.step()  # t = 3: grace over, primary-vms computed since t = 1
     assert decision.changed and decision.state == State.PRIMARY and not decision.in_grace
+
+
+def test_a_peer_never_heard_is_taken_for_dead_only_after_init_dead():
+    """Both nodes cold-started: the first one up waits init_dead for the other."""
+    node = Node()
+    while node.now < RULES.init_dead - RULES.interval:
+        decision = node.step(peer=None)
+        assert decision.state is None and decision.in_grace, node.now
+    assert node.step(peer=None).changed  # t = init_dead: all-vms computed since t = 1
+    assert node.core.state == State.ALL
+
+
+def test_a_peer_heard_late_in_the_start_up_grace_gives_primary_vms_and_nothing_before():
+    """The peer, just started, first announces 70 (it has heard nothing yet), then 100."""
+    node = Node()
+    states = [node.step(peer=None).state for _ in range(30)]  # all-vms computed since t = 1
+    states += [node.step(peer=70).state, *(node.step(peer=100).state for _ in range(3))]
+    assert set(states[:32]) == {None}  # t = 32: primary-vms computed for the first time
+    assert states[32:] == [State.PRIMARY] * 2
 
 
 def test_first_state_still_needs_two_evaluations_one_interval_apart():
@@ -227,8 +247,9 @@ def test_slew_and_a_long_stall_are_not_jumps():
 # -- scheduling -------------------------------------------------------------------------
 def test_next_deadline_names_the_moment_a_decision_can_change():
     node = Node()
-    assert node.core.next_deadline(0.0) == 3.0  # end of grace
+    assert node.core.next_deadline(0.0) == 60.0  # end of the grace for a peer never heard
     node.core.heartbeat("stor", 100, 1.0)
+    assert node.core.next_deadline(1.0) == 3.0  # heard: the grace is one dead time
     node.core.ping(True, 1.5)
     assert node.core.next_deadline(3.2) == 4.0  # the storage heartbeat dies
     assert node.core.next_deadline(4.0) == 4.5  # then the ping reply

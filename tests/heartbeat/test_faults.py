@@ -31,6 +31,7 @@ pytestmark = [
 
 INTERVAL = 0.5
 DEAD = 1.5
+INIT_DEAD = 4 * DEAD
 # A failover needs at most dead time + interval; the waits allow for a loaded 2-core CI machine.
 REACT = DEAD + INTERVAL + 3.0
 # The longest span in which a VM may be wanted on both nodes while both daemons make a move.
@@ -42,7 +43,7 @@ NONE = "no-vms"
 
 @pytest.fixture
 def lab(tmp_path):
-    with netlab.lab(tmp_path, INTERVAL, DEAD) as built:
+    with netlab.lab(tmp_path, INTERVAL, DEAD, INIT_DEAD) as built:
         yield built
         for node, process in built.daemons.items():
             if process.poll() is None:
@@ -149,10 +150,22 @@ def test_both_start_together(lab, tmp_path):
     assert_safe(lab)
 
 
-def test_one_starts_late(lab):
-    """Alone, n1 takes every VM; when n2 comes, n1 hands n2's VMs back (primary-vms)."""
+def test_cold_start_waits_init_dead_for_the_peer(lab):
+    """Both nodes booting together, n2 a few dead times later: n1 takes no VM of n2's first."""
     lab.start("n1")
-    lab.wait_states(DEAD + REACT, n1=ALL)
+    time.sleep(INIT_DEAD / 2)
+    lab.start("n2")
+    lab.wait_states(REACT, n1=PRIMARY, n2=PRIMARY)
+    assert lab.states("n1") == [PRIMARY] and lab.states("n2") == [PRIMARY]
+    assert_safe(lab)
+
+
+def test_one_starts_late(lab):
+    """Alone past init_dead, n1 takes every VM; when n2 comes, n1 hands n2's VMs back."""
+    lab.start("n1")
+    started = lab.events[-1][0]
+    lab.wait_states(INIT_DEAD + REACT, n1=ALL)
+    assert lab.actions("n1")[0][0] - started >= INIT_DEAD - 0.1
     lab.start("n2")
     lab.wait_states(DEAD + REACT, n1=PRIMARY, n2=PRIMARY)
     assert lab.states("n1") == [ALL, PRIMARY] and lab.states("n2") == [PRIMARY]

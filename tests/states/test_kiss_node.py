@@ -52,6 +52,7 @@ def test_node_files_applied_then_second_apply_changes_nothing(node1):
         "priority_penalty = 10\n"
         "interval = 1\n"
         "dead_time = 3\n"
+        "init_dead = 60\n"
         "action = systemctl start {state}.target\n"
     )
     second = node1.apply("kiss.node.files")
