@@ -5,7 +5,7 @@ import re
 import time
 
 import pytest
-from labtest import Lab, in_sync, kiss_pillar, settled, snapshot, wait_until
+from labtest import Lab, in_sync, kiss_pillar, settled, snapshot, vm_running, wait_until
 
 from kisscluster.lab import cluster
 from kisscluster.lab.layout import VOLUME_GROUP
@@ -117,3 +117,9 @@ def test_a_new_vm_gets_its_own_resource_and_existing_ones_stay_as_they_were(
     for (name, volume), gi in generations.items():
         machine = lab.node1 if name == "node1" else lab.node2
         assert lab.sh(machine, DRBDADM, "get-gi", volume) == gi, (name, volume)
+    # kiss.vms starts no VM: the new one waits, enabled, for its operator (or the next target
+    # change) to start it on its primary_on node.
+    assert not any(vm_running(snapshot(m), NEW_VM) for m in lab.nodes)
+    lab.sh(lab.node2, "systemctl", "start", f"vm@{NEW_VM}.service", timeout=300)
+    assert vm_running(snapshot(lab.node2), NEW_VM)
+    assert f"/dev/drbd/by-res/{NEW_VM}/0" in lab.sh(lab.node2, "ps", "-eo", "args")
