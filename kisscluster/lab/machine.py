@@ -182,8 +182,11 @@ class Machine:
         self.monitor(f"set_link {nic} {'on' if up else 'off'}")
 
     def ssh_command(self, command: Sequence[str], tty: bool = False) -> list[str]:
+        # One connection per node, shared by every command: a handshake under TCG takes seconds.
+        shared = ("-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+                  "-o", f"ControlPath={self.layout.run_dir / self.name}.ssh")  # fmt: skip
         return [
-            "ssh", *SSH_OPTIONS, *(["-t"] if tty else []),
+            "ssh", *SSH_OPTIONS, *shared, *(["-t"] if tty else []),
             "-i", str(self.layout.ssh_key),
             "-p", str(self.layout.ssh_port(self.name)),
             "root@127.0.0.1",

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kisscluster.heartbeat import status
+
 TARGETS = ("all-vms.target", "primary-vms.target", "no-vms.target", "manual-vms.target")
 _DRBD_LINE = re.compile(
     r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>\S+)/(?P<peer_role>\S+) "
@@ -53,12 +55,14 @@ def drbd(proc_drbd: str, by_res: Path = Path("/dev/drbd/by-res")) -> dict[str, d
 
 
 def snapshot() -> dict[str, Any]:
-    targets = {target: _output(["systemctl", "is-active", target]).strip() for target in TARGETS}
+    # One systemctl call for all targets and no second Python: under TCG every process start
+    # costs, and the lab samples both nodes side by side.
+    active = _output(["systemctl", "is-active", *TARGETS]).split()
+    targets = dict(zip(TARGETS, active, strict=True))
     proc = Path("/proc/drbd")
-    daemon_text = _output(["kissclusterd", "status", "--json"])
     try:
-        daemon = json.loads(daemon_text) if daemon_text.strip() else None
-    except json.JSONDecodeError:
+        daemon = status.read(status.DEFAULT_RUN_DIR)
+    except (OSError, ValueError, KeyError):
         daemon = None
     return {
         "targets": targets,

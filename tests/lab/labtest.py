@@ -1,11 +1,11 @@
 """Helpers of the lab tests: the session's Lab, polling, snapshots of both nodes, and the
 sampler that checks no VM ever runs on both nodes."""
 
+import itertools
 import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,51 +78,74 @@ def in_sync(state: dict[str, Any], resource: str) -> bool:
 
 
 class Sampler:
-    """Samples both nodes side by side in the background, to check afterwards that no VM ever
-    ran on both nodes and no DRBD volume was ever primary on both."""
+    """Samples each node in its own thread, so that a node that does not answer (killed,
+    booting) holds up only its own samples; checks afterwards that no VM ever ran on both nodes
+    and no DRBD volume was ever primary on both. A sample is (began, ended, state): the node
+    was in that state at some moment between the two (host monotonic seconds)."""
 
-    def __init__(self, lab: Lab, every: float = 2.0) -> None:
+    def __init__(self, lab: Lab, every: float = 1.0) -> None:
         self.lab = lab
         self.every = every
-        self.samples: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
+        self.samples: dict[str, list[tuple[float, float, dict[str, Any]]]] = {
+            machine.name: [] for machine in lab.nodes
+        }
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(machine,), daemon=True)
+            for machine in lab.nodes
+        ]
 
     def __enter__(self) -> "Sampler":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=120)
+        for thread in self._threads:
+            thread.join(timeout=120)
 
-    def _one(self, machine: Machine) -> dict[str, Any]:
-        try:
-            return snapshot(machine)
-        except Exception:
-            return {}
+    def _run(self, machine: Machine) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                state = snapshot(machine)
+            except Exception:
+                state = {}
+            self.samples[machine.name].append((began, time.monotonic(), state))
+            self._stop.wait(self.every)
 
-    def _run(self) -> None:
-        with ThreadPoolExecutor(2) as pool:
-            while not self._stop.is_set():
-                at = time.monotonic()
-                one, two = pool.map(self._one, self.lab.nodes)
-                self.samples.append((at, one, two))
-                self._stop.wait(self.every)
+    def longest_gap(self, machine: Machine) -> float:
+        """The most seconds between the starts of two samples of `machine`."""
+        starts = [began for began, _, _ in self.samples[machine.name]]
+        return max((b - a for a, b in itertools.pairwise(starts)), default=float("inf"))
 
     def both_ran(self) -> list[str]:
-        """Every moment a VM unit was active, or a DRBD volume Primary, on both nodes."""
+        """Every pair of samples, one per node and overlapping in time, in which a VM unit was
+        active, or a DRBD volume Primary, on both nodes; and every Primary/Primary volume."""
         found = []
-        for at, one, two in self.samples:
-            for unit, state in one.get("units", {}).items():
-                if unit.startswith("vm@") and state == "active" == two.get("units", {}).get(unit):
-                    found.append(f"t={at:.0f}: {unit} active on both")
-            for volume, drbd in one.get("drbd", {}).items():
-                other = two.get("drbd", {}).get(volume, {})
-                if drbd.get("role") == "Primary" == other.get("role"):
-                    found.append(f"t={at:.0f}: {volume} Primary on both")
+        one, two = (self.samples[machine.name] for machine in self.lab.nodes)
+        for began, _, state in one + two:
+            for volume, drbd in state.get("drbd", {}).items():
                 if drbd.get("role") == "Primary" == drbd.get("peer_role"):
-                    found.append(f"t={at:.0f}: {volume} Primary/Primary")
+                    found.append(f"t={began:.0f}: {volume} Primary/Primary")
+        for began, ended, first in one:
+            for other_began, other_ended, second in two:
+                if other_began > ended or began > other_ended:
+                    continue
+                at = f"t={max(began, other_began):.0f}"
+                for unit, active in first.get("units", {}).items():
+                    if unit.startswith("vm@") and active == "active" == second.get("units", {}).get(
+                        unit
+                    ):
+                        found.append(f"{at}: {unit} active on both")
+                for volume, drbd in first.get("drbd", {}).items():
+                    if (
+                        drbd.get("role")
+                        == "Primary"
+                        == second.get("drbd", {}).get(volume, {}).get("role")
+                    ):
+                        found.append(f"{at}: {volume} Primary on both")
         return found
 
 
