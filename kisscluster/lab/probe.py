@@ -56,7 +56,7 @@ def drbd(proc_drbd: str, by_res: Path = Path("/dev/drbd/by-res")) -> dict[str, d
 
 def snapshot() -> dict[str, Any]:
     # One systemctl call for all targets and no second Python: under TCG every process start
-    # costs, and the lab samples both nodes side by side.
+    # costs, and the lab tests sample each node every second.
     active = _output(["systemctl", "is-active", *TARGETS]).split()
     targets = dict(zip(TARGETS, active, strict=True))
     proc = Path("/proc/drbd")
