@@ -26,7 +26,7 @@ SETTLE_TIMEOUT = 600
 # timeout of an OS-less VM on the node that gives it up. Measured 25-50 s.
 FAILOVER_TIMEOUT = 120
 # A node that answers is sampled at least this often (a sample is an ssh round trip under TCG).
-SAMPLE_GAP_LIMIT = 10.0
+SAMPLE_GAP_LIMIT = 15.0
 
 
 def runs_everything(lab: Lab, vms: dict) -> bool:
