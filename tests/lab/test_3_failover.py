@@ -23,7 +23,7 @@ pytestmark = pytest.mark.lab
 SETTLE_TIMEOUT = 600
 # The bound on a failover in the lab: kissclusterd decides within dead time + interval (4 s);
 # the rest is DRBD promotion and qemu start under TCG, and, on switch loss, the 20 s stop
-# timeout of an OS-less VM on the node that gives it up. Measured 25-50 s.
+# timeout of an OS-less VM on the node that gives it up. Measured 12-50 s.
 FAILOVER_TIMEOUT = 120
 # A node that answers is sampled at least this often (a sample is an ssh round trip under TCG).
 SAMPLE_GAP_LIMIT = 15.0
