@@ -47,7 +47,7 @@ class Lab:
     root: Path
     interval: float = 1.0
     dead_time: float = 3.0
-    init_dead: float = 12.0
+    init_dead: float | None = None  # None: four dead times
     tag: str = field(default_factory=lambda: f"kc{os.getpid() % 100000}{secrets.token_hex(2)}")
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall time, what the test did)
@@ -126,7 +126,7 @@ class Lab:
             "priority_penalty": 10,
             "interval": self.interval,
             "dead_time": self.dead_time,
-            "init_dead": self.init_dead,
+            "init_dead": self.init_dead or 4 * self.dead_time,
             "action": f"{sys.executable} -I -S {recorder} {{state}}",
         }
         values.update(overrides)
@@ -258,9 +258,8 @@ class Lab:
 def lab(
     root: Path, interval: float = 1.0, dead_time: float = 3.0, init_dead: float | None = None
 ) -> Iterator[Lab]:
-    """A set-up Lab that is torn down (daemons killed, namespaces deleted) whatever happens.
-    `init_dead` defaults to four dead times."""
-    built = Lab(root, interval, dead_time, 4 * dead_time if init_dead is None else init_dead)
+    """A set-up Lab that is torn down (daemons killed, namespaces deleted) whatever happens."""
+    built = Lab(root, interval, dead_time, init_dead)
     try:
         built.setup()
         yield built

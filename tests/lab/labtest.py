@@ -134,19 +134,24 @@ class Sampler:
                 if other_began > ended or began > other_ended:
                     continue
                 at = f"t={max(began, other_began):.0f}"
-                for unit, active in first.get("units", {}).items():
-                    if unit.startswith("vm@") and active == "active" == second.get("units", {}).get(
-                        unit
-                    ):
-                        found.append(f"{at}: {unit} active on both")
-                for volume, drbd in first.get("drbd", {}).items():
-                    if (
-                        drbd.get("role")
-                        == "Primary"
-                        == second.get("drbd", {}).get(volume, {}).get("role")
-                    ):
-                        found.append(f"{at}: {volume} Primary on both")
+                found += [f"{at}: {u} active on both" for u in sorted(_vms(first) & _vms(second))]
+                found += [
+                    f"{at}: {v} Primary on both"
+                    for v in sorted(_primaries(first) & _primaries(second))
+                ]
         return found
+
+
+def _vms(state: dict[str, Any]) -> set[str]:
+    """The VM units active in a snapshot."""
+    units = state.get("units", {})
+    return {unit for unit, active in units.items() if unit.startswith("vm@") and active == "active"}
+
+
+def _primaries(state: dict[str, Any]) -> set[str]:
+    """The DRBD volumes Primary in a snapshot."""
+    volumes = state.get("drbd", {})
+    return {volume for volume, drbd in volumes.items() if drbd.get("role") == "Primary"}
 
 
 def settled(lab: Lab, vms: dict[str, Any]) -> bool:
