@@ -1,7 +1,11 @@
 """Helpers that vm@.service and drbd-resource@.service run (`python3 -m kisscluster.unitctl`).
 
 promote RESOURCE      retry `drbdadm primary RESOURCE` until it works: after a failover the peer
-                      may still be letting go; systemd's TimeoutStartSec ends the wait.
+                      may still be letting go; systemd's TimeoutStartSec ends the wait. A copy
+                      that cannot run the VM (Outdated, Inconsistent, no disk) is refused at
+                      once: it missed writes, and the VM must run where the copy is UpToDate.
+retry-failed -- ACTION  reset the failed vm@ and drbd-resource@ units and run ACTION (the
+                      heartbeat's action for its state) to start them again; exits 3 if it did.
 powerdown VM PID      ask the guest to shut down (`system_powerdown` on the human monitor) and wait
                       for qemu PID to exit; systemd's TimeoutStopSec ends the wait with SIGTERM.
 """
@@ -17,12 +21,32 @@ from pathlib import Path
 from kisscluster import names
 
 RETRY_SECONDS = 2.0
+CANNOT_RUN = ("Outdated", "Inconsistent", "Diskless", "Failed", "Attaching", "Negotiating")
+RETRIED = 3
+
+
+def stale_volumes(drbdadm: str, resource: str) -> list[str]:
+    """This node's volumes of `resource` whose disk state cannot run the VM."""
+    done = subprocess.run(
+        [drbdadm, "dstate", resource], capture_output=True, text=True, check=False
+    )
+    local = [line.split("/")[0] for line in done.stdout.split()]
+    return [f"volume {n} {state}" for n, state in enumerate(local) if state in CANNOT_RUN]
 
 
 def promote(drbdadm: str, resource: str, retry: float = RETRY_SECONDS) -> int:
     resource = names.validate_vm_name(resource)
     attempt = 0
     while True:
+        stale = stale_volumes(drbdadm, resource)
+        if stale:
+            print(
+                f"{resource}: refusing to run on this copy ({', '.join(stale)}): it missed writes "
+                "or is still syncing; the VM runs where its copy is UpToDate",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 2
         attempt += 1
         completed = subprocess.run(
             [drbdadm, "primary", resource], capture_output=True, text=True, check=False
@@ -70,6 +94,21 @@ def powerdown(run_dir: Path, vm: str, pid: int, poll: float = 0.5) -> int:
     return 0
 
 
+def retry_failed(action: list[str]) -> int:
+    listing = subprocess.run(
+        ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend",
+         "vm@*", "drbd-resource@*"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    failed = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
+    if listing.returncode != 0 or not failed:
+        return 0
+    print(f"retrying failed units: {' '.join(failed)}", flush=True)
+    subprocess.run(["systemctl", "reset-failed", *failed], check=False)
+    subprocess.run(action, stdin=subprocess.DEVNULL, check=False)
+    return RETRIED
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m kisscluster.unitctl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     powerdown_parser.add_argument("--run-dir", type=Path, default=Path("/run/kvm"))
     powerdown_parser.add_argument("vm")
     powerdown_parser.add_argument("pid", type=int)
+    retry_parser = commands.add_parser("retry-failed")
+    retry_parser.add_argument("action", nargs="+")
     args = parser.parse_args(argv)
     try:
         if args.command == "promote":
             return promote(args.drbdadm, args.resource)
+        if args.command == "retry-failed":
+            return retry_failed(args.action)
         return powerdown(args.run_dir, args.vm, args.pid)
     except (ValueError, OSError) as exc:
         print(f"kisscluster.unitctl {args.command}: {exc}", file=sys.stderr)

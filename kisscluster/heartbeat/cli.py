@@ -1,13 +1,29 @@
-"""`kissclusterd run` (the daemon) and `kissclusterd status [--json]`."""
+"""`kissclusterd run` (the daemon), `kissclusterd status [--json]`, and what DRBD's handlers
+run: `fence-peer`, `stand-down RESOURCE`, `notify EVENT`."""
 
 import argparse
 import json
+import logging
+import logging.handlers
 import sys
 from pathlib import Path
 
 from kisscluster.heartbeat import status
-from kisscluster.heartbeat.config import DEFAULT_PATH
-from kisscluster.heartbeat.daemon import Daemon, configure_logging
+from kisscluster.heartbeat.config import DEFAULT_PATH, ConfigError
+from kisscluster.heartbeat.daemon import Daemon, configure_logging, log
+
+HANDLERS = ("fence-peer", "stand-down", "notify")
+
+
+def _journal_logging() -> None:
+    """DRBD runs its handlers with no useful stdout or stderr: log to syslog (the journal)."""
+    configure_logging()
+    try:
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+    except OSError:
+        return
+    handler.ident = "kissclusterd: "
+    log.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the daemon (in the foreground, for systemd)")
-    run.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}")
     show = commands.add_parser("status", help="show what the running daemon last published")
     show.add_argument("--json", action="store_true", help="print the status as JSON")
-    for sub in (run, show):
+    fence = commands.add_parser(
+        "fence-peer", help="DRBD's fence-peer handler (resource in $DRBD_RESOURCE)"
+    )
+    stand = commands.add_parser(
+        "stand-down", help="after the peer took a resource over: kill its VM here, resync"
+    )
+    stand.add_argument("resource")
+    event = commands.add_parser("notify", help="DRBD's event handlers: log (and mail) the event")
+    event.add_argument("event", choices=("split-brain", "local-io-error", "after-resync-target"))
+    event.add_argument("--mail", help="also mail this address (needs a `mail` program)")
+    for sub in (run, fence, stand):
+        sub.add_argument(
+            "--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}"
+        )
+    for sub in (run, show, fence):
         sub.add_argument(
             "--run-dir",
             type=Path,
@@ -31,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         configure_logging()
         return Daemon(args.config, args.run_dir).run()
+    if args.command in HANDLERS:
+        return _handler(args)
     try:
         current = status.read(args.run_dir)
     except (OSError, ValueError, KeyError) as exc:
@@ -38,3 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(current, indent=2, sort_keys=True) if args.json else status.render(current))
     return 1 if current["stale"] else 0
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from kisscluster.heartbeat import fence
+
+    _journal_logging()
+    try:
+        if args.command == "fence-peer":
+            return fence.fence_peer(args.config, args.run_dir)
+        if args.command == "stand-down":
+            return fence.stand_down(args.config, args.resource)
+        return fence.notify(args.event, args.mail)
+    except (ConfigError, ValueError) as exc:
+        log.error("%s: %s", args.command, exc)
+        return fence.FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,8 +16,9 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     # ignored). Default /etc/kisscluster/kissclusterd.secret.
     secret_file = /etc/kisscluster/kissclusterd.secret
     # Priorities: start at base_priority, lose priority_penalty for each of no storage
-    # heartbeat, no production heartbeat, no switch reply (defaults 100 and 10;
-    # base_priority - 3 * priority_penalty must stay >= 0).
+    # heartbeat, no production heartbeat, no switch reply, and 3 * priority_penalty + 1 more
+    # while a VM's copy here cannot run (defaults 100 and 10; base_priority - 6 *
+    # priority_penalty - 1 must stay >= 0).
     base_priority = 100
     priority_penalty = 10
     # Seconds, fractions allowed: heartbeat and ping every `interval`; a heartbeat or ping reply
@@ -30,6 +31,14 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     # Run on every state change, as an argument list (split like a shell would, never run by
     # one); {state} becomes all-vms, primary-vms or no-vms. Default:
     action = systemctl start {state}.target
+    # DRBD's fence-peer handler (`kissclusterd fence-peer`) asks the peer to outdate its copy for
+    # up to fence_timeout seconds (default 5). If the peer stays silent on both nets,
+    # peer_silent decides: `takeover` (default) takes it for dead, `freeze` keeps I/O frozen
+    # and promotions refused until it answers (see kisscluster/heartbeat/fence.py).
+    fence_timeout = 5
+    peer_silent = takeover
+    # The DRBD 8.4 front end the handlers run (default drbdadm).
+    drbdadm = /usr/lib/drbd/drbdadm-84
 
 Only stor_addrs, prod_addrs and ping_addr are required. Unknown keys are errors, so a typo
 never silently falls back to a default. The nodes' clocks must agree within `dead_time` (NTP):
@@ -68,7 +77,11 @@ KEYS = (
     "dead_time",
     "init_dead",
     "action",
+    "fence_timeout",
+    "peer_silent",
+    "drbdadm",
 )
+PEER_SILENT = ("takeover", "freeze")
 
 
 class ConfigError(ValueError):
@@ -85,6 +98,9 @@ class Config:
     rules: Rules
     action: tuple[str, ...]  # argument list with "{state}" placeholders
     source: Path
+    fence_timeout: float = 5.0
+    peer_silent: str = "takeover"
+    drbdadm: str = "drbdadm"
 
     def action_argv(self, state: str) -> list[str]:
         return [arg.replace("{state}", state) for arg in self.action]
@@ -177,10 +193,10 @@ def parse(text: str, source: Path) -> Config:
         raise ConfigError(f"{where('secret_file')}: must be an absolute path, got {str(secret)!r}")
     base = _integer(where("base_priority"), values.get("base_priority", "100"), 1, 65535)
     penalty = _integer(where("priority_penalty"), values.get("priority_penalty", "10"), 1, 65535)
-    if base - 3 * penalty < 0:
+    if base - 6 * penalty - 1 < 0:
         raise ConfigError(
-            f"{where('priority_penalty')}: base_priority - 3 * priority_penalty must be >= 0 "
-            f"(got {base} - 3 * {penalty})"
+            f"{where('priority_penalty')}: base_priority - 6 * priority_penalty - 1 must be >= 0 "
+            f"(got {base} - 6 * {penalty} - 1)"
         )
     interval = _seconds(where("interval"), values.get("interval", "1"))
     if interval > MAX_INTERVAL:
@@ -196,6 +212,13 @@ def parse(text: str, source: Path) -> Config:
         raise ConfigError(
             f"{where('init_dead')}: {init_dead} s must be at least the dead time ({dead_time} s)"
         )
+    fence_timeout = _seconds(where("fence_timeout"), values.get("fence_timeout", "5"))
+    peer_silent = values.get("peer_silent", "takeover").strip()
+    if peer_silent not in PEER_SILENT:
+        raise ConfigError(f"{where('peer_silent')}: {peer_silent!r} is not one of {PEER_SILENT}")
+    drbdadm = values.get("drbdadm", "drbdadm").strip()
+    if not drbdadm or any(c.isspace() for c in drbdadm):
+        raise ConfigError(f"{where('drbdadm')}: one program name or path, got {drbdadm!r}")
     return Config(
         stor_addrs=stor,
         prod_addrs=prod,
@@ -205,6 +228,9 @@ def parse(text: str, source: Path) -> Config:
         rules=Rules(base, penalty, interval, dead_time, init_dead),
         action=_action(where("action"), values.get("action", DEFAULT_ACTION)),
         source=source,
+        fence_timeout=fence_timeout,
+        peer_silent=peer_silent,
+        drbdadm=drbdadm,
     )
 
 

@@ -7,6 +7,10 @@ time only to notice a clock jump). The rules:
 * Own priority: `base_priority`, minus `priority_penalty` for each of: no peer heartbeat on the
   storage net, none on the production net, no ping reply from the switch -- each "within the
   dead time" (a heartbeat or reply counts while it is younger than `dead_time`).
+  A node with a VM copy that cannot run (not UpToDate: kisscluster.heartbeat.copies) loses
+  `stale_penalty` (3 * priority_penalty + 1) on top: it ranks below a peer whose copies are
+  all good whatever else each has lost, so that peer keeps or takes the VMs until every copy
+  here is UpToDate again (failback never goes to a copy that cannot run the VM).
 * Peer priority: the one announced in the newest heartbeat still within the dead time.
 * Wanted state: equal priorities -> `primary-vms`; peer higher -> `no-vms`; own higher ->
   `all-vms`. A peer silent on both nets is treated as gone and the switch decides: a node that
@@ -54,6 +58,10 @@ class Rules:
     dead_time: float = 3.0
     init_dead: float = 60.0
 
+    @property
+    def stale_penalty(self) -> int:
+        return 3 * self.priority_penalty + 1
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -94,6 +102,7 @@ class Core:
     last_ping_ok: float | None = None
     state: State | None = None
     pending: tuple[State, float] | None = None
+    copies_ready: bool = True
 
     def __post_init__(self) -> None:
         self.last_mono = self.started
@@ -125,7 +134,8 @@ class Core:
 
     def own_priority(self, mono: float) -> int:
         lost = len(NETS) - len(self.alive_nets(mono)) + (0 if self.ping_ok(mono) else 1)
-        return self.rules.base_priority - lost * self.rules.priority_penalty
+        stale = 0 if self.copies_ready else self.rules.stale_penalty
+        return self.rules.base_priority - lost * self.rules.priority_penalty - stale
 
     def peer_priority(self, mono: float) -> int | None:
         alive = [self.heartbeats[n] for n in self.alive_nets(mono)]

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kisscluster.heartbeat import protocol, status
+from kisscluster.heartbeat import copies, outdate, protocol, status
 from kisscluster.heartbeat.config import Address, Config, ConfigError, load, read_secret
 from kisscluster.heartbeat.core import NETS, ClockJump, Core, Decision, State
+from kisscluster.unitctl import RETRIED
 
 log = logging.getLogger("kissclusterd")
 
@@ -35,6 +36,8 @@ IP_FREEBIND = 15  # <linux/in.h>: bind to an address not (yet) configured on thi
 IPV6_FREEBIND = 78  # <linux/in6.h>
 DROP_LOG_PERIOD = 10.0  # seconds between two log lines about dropped packets of one kind
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+RETRY_MIN, RETRY_MAX = 10.0, 300.0  # back-off between two retries of failed VM starts
+ANSWER_MEMORY = 60.0  # seconds a final answer to an outdate request is remembered
 
 
 class ExitCode(enum.IntEnum):
@@ -145,35 +148,101 @@ class Pinger(threading.Thread):
 
 
 class ActionRunner:
-    """Runs the action for a new state without blocking; one at a time, latest state wins."""
+    """Runs one action at a time without blocking. A newer state's action supersedes the one
+    running (systemd replaces the superseded target's jobs with the new ones); a retry runs
+    only when nothing else does."""
 
     def __init__(self) -> None:
-        self.running: tuple[State, subprocess.Popen[bytes]] | None = None
-        self.queued: tuple[State, list[str]] | None = None
+        self.running: tuple[str, subprocess.Popen[bytes]] | None = None
+        self.queued: tuple[str, list[str]] | None = None
 
-    def request(self, state: State, argv: list[str]) -> None:
-        self.queued = (state, argv)
+    def idle(self) -> bool:
+        return self.running is None and self.queued is None
+
+    def request(self, label: str, argv: list[str]) -> None:
+        if self.running is not None and self.running[1].poll() is None:
+            log.info("action for %s superseded by %s", self.running[0], label)
+            self.running[1].terminate()
+        self.queued = (label, argv)
         self.poll()
 
-    def poll(self) -> None:
+    def poll(self) -> tuple[str, int] | None:
+        """Start what is queued once nothing runs; the (label, status) of an action that ended."""
+        ended = None
         if self.running is not None:
-            state, process = self.running
+            label, process = self.running
             code = process.poll()
             if code is None:
-                return
+                return None
             if code == 0:
-                log.info("action for %s done", state)
-            else:
-                log.error("action for %s exited with status %d", state, code)
-            self.running = None
+                log.info("action for %s done", label)
+            elif code != RETRIED:
+                log.error("action for %s exited with status %d", label, code)
+            self.running, ended = None, (label, code)
         if self.queued is not None:
-            state, argv = self.queued
+            label, argv = self.queued
             self.queued = None
-            log.info("running action for %s: %s", state, argv)
+            log.info("running action for %s: %s", label, argv)
             try:
-                self.running = (state, subprocess.Popen(argv, stdin=subprocess.DEVNULL))
+                self.running = (label, subprocess.Popen(argv, stdin=subprocess.DEVNULL))
             except OSError as exc:
                 log.error("cannot run action %s: %s", argv, exc)
+        return ended
+
+
+class Responder(threading.Thread):
+    """Answers the peer's outdate requests (kisscluster.heartbeat.outdate) off the main loop:
+    drbdadm may take its time, and the heartbeats must not wait for it."""
+
+    def __init__(self, daemon: "Daemon") -> None:
+        super().__init__(name="outdate", daemon=True)
+        self.daemon_ = daemon
+        self.requests: queue.SimpleQueue[tuple[str, bytes, tuple[str, int]]] = queue.SimpleQueue()
+        self.answered: dict[bytes, tuple[float, outdate.Answer]] = {}
+        self._log = Throttle(DROP_LOG_PERIOD)
+
+    def run(self) -> None:
+        while True:
+            net, datagram, source = self.requests.get()
+            try:
+                self.handle(net, datagram, source)
+            except Exception:
+                log.exception("outdate request on %s from %s", net, source[0])
+
+    def handle(self, net: str, datagram: bytes, source: tuple[str, int]) -> None:
+        daemon = self.daemon_
+        peer = daemon.identity.peer[net]
+        try:
+            request = outdate.decode_request(datagram, daemon.secret)
+            sender = ipaddress.ip_address(source[0].split("%")[0])
+            if request.sender != peer or sender != peer:
+                raise outdate.BadMessage(f"from {sender} claiming {request.sender}, not {peer}")
+        except (outdate.BadMessage, ValueError) as exc:
+            if self._log.allow((net, "outdate"), time.monotonic()) is not None:
+                log.warning("dropped outdate request on %s from %s: %s", net, source[0], exc)
+            return
+        now = time.monotonic()
+        self.answered = {n: a for n, a in self.answered.items() if now - a[0] < ANSWER_MEMORY}
+        known = self.answered.get(request.nonce)
+        window = daemon.config.rules.dead_time + daemon.config.fence_timeout
+        skew = request.timestamp - time.time()
+        if known is not None and known[1] != outdate.Answer.RETRY:
+            answer = known[1]
+        elif abs(skew) > window:
+            # Not acted on (it may be a replay), but answered: a peer whose clock lags after a
+            # hang must learn that this node lives, never take its silence for death.
+            answer = outdate.Answer.RETRY
+            if self._log.allow((net, "outdate-window"), now) is not None:
+                log.warning(
+                    "outdate request on %s %+.1f s off our clock: answered retry", net, skew
+                )
+        else:
+            answer, line = outdate.answer_request(daemon.config.drbdadm, request.resource)
+            log.warning("outdate request from the peer on %s: %s", net, line)
+            self.answered[request.nonce] = (now, answer)
+        reply = outdate.Reply(daemon.identity.own[net], time.time(), request.nonce, answer)
+        with contextlib.suppress(OSError):
+            daemon.sockets[net].sendto(outdate.encode_reply(reply, daemon.secret), source)
 
 
 class Throttle:
@@ -194,9 +263,22 @@ class Throttle:
 
 
 class Daemon:
-    def __init__(self, config_path: Path, run_dir: Path) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        run_dir: Path,
+        copy_paths: tuple[Path, Path, Path] = (
+            copies.SYSTEMD_DIR,
+            copies.DRBD_DIR,
+            copies.PROC_DRBD,
+        ),
+    ) -> None:
         self.config_path = config_path
         self.run_dir = run_dir
+        self.copy_paths = copy_paths  # where the enabled VMs, their minors and DRBD's state are
+        self.stale_copies: list[str] = []
+        self.retry_at = 0.0
+        self.retry_backoff = RETRY_MIN
         self.boot_id = bytes.fromhex(BOOT_ID_FILE.read_text().strip().replace("-", ""))
         self.selector = selectors.DefaultSelector()
         self.wake_read, self.wake_write = socket.socketpair()
@@ -296,11 +378,14 @@ class Daemon:
         sock = self.sockets[net]
         while True:
             try:
-                datagram, source = sock.recvfrom(protocol.SIZE + 1)
+                datagram, source = sock.recvfrom(max(protocol.SIZE, outdate.REQUEST_SIZE) + 1)
             except BlockingIOError:
                 return
             except OSError as exc:  # e.g. an ICMP error reported on the socket
                 log.debug("receive on %s: %s", net, exc)
+                continue
+            if datagram[:4] == outdate.REQUEST_MAGIC:
+                self.responder.requests.put((net, datagram, source))
                 continue
             try:
                 sender = ipaddress.ip_address(source[0].split("%")[0])
@@ -339,6 +424,7 @@ class Daemon:
             "last_heartbeat": self.last_heartbeat_wall,
             "last_ping": self.last_ping,
             "dropped": dict(self.dropped),
+            "stale_copies": self.stale_copies,
         }
 
     def run(self) -> int:
@@ -361,6 +447,9 @@ class Daemon:
         self.core = Core(self.config.rules, started=time.monotonic(), last_wall=time.time())
         self.pinger = Pinger((self.config.ping_addr, self.config.rules.interval), self.wake_write)
         self.pinger.start()
+        self.responder = Responder(self)
+        self.responder.start()
+        self._check_copies()
         log.info(
             "started as member %d (%s): peer %s / %s, switch %s, interval %g s, dead time %g s"
             ", a peer never heard is dead after %g s",
@@ -410,20 +499,24 @@ class Daemon:
                 ok, at = self.pinger.results.get()
                 self.core.ping(ok, at)
                 self.last_ping = {"ok": ok, "at": time.time() - (time.monotonic() - at)}
-            self.actions.poll()
+            self._action_ended(self.actions.poll())
 
             now = time.monotonic()
             decision = self.core.evaluate(now, time.time())
             if decision.changed:
                 assert decision.state is not None
                 self.actions.request(decision.state, self.config.action_argv(decision.state))
+                self.retry_at, self.retry_backoff = now + RETRY_MIN, RETRY_MIN
                 notify(f"STATUS={decision.state}")
+            elif decision.state is not None and now >= self.retry_at and self.actions.idle():
+                self._retry_failed(decision.state)
             line = decision.line()
             tick = now >= next_send
             if decision.own_priority != announced or tick:
                 self._send(decision.own_priority)
                 announced = decision.own_priority
             if tick:
+                self._check_copies()
                 next_send += self.config.rules.interval
                 if next_send <= now:  # the loop was held up: keep the cadence from now on
                     next_send = now + self.config.rules.interval
@@ -434,6 +527,32 @@ class Daemon:
                     log.info("%s", line)
                     last_line = line
                 status.publish(self.run_dir, self._status(decision))
+
+    def _check_copies(self) -> None:
+        stale = copies.stale(*self.copy_paths)
+        if stale != self.stale_copies:
+            if stale:
+                log.warning("copies that cannot run a VM here: %s", ", ".join(stale))
+            else:
+                log.info("every enabled VM's copy is UpToDate here")
+        self.stale_copies = stale
+        self.core.copies_ready = not stale
+
+    def _retry_failed(self, state: State) -> None:
+        """Restart VM units that failed to start under the current state (exits RETRIED)."""
+        argv = [sys.executable, "-m", "kisscluster.unitctl", "retry-failed", "--"]
+        self.actions.request("retry", argv + self.config.action_argv(state))
+        self.retry_at = time.monotonic() + self.retry_backoff
+
+    def _action_ended(self, ended: tuple[str, int] | None) -> None:
+        if ended is None or ended[0] != "retry":
+            return
+        if ended[1] == RETRIED:
+            self.retry_backoff = min(2 * self.retry_backoff, RETRY_MAX)
+            log.warning("retried failed VM starts; next check in %.0f s", self.retry_backoff)
+        else:
+            self.retry_backoff = RETRY_MIN
+        self.retry_at = time.monotonic() + self.retry_backoff
 
 
 SYSLOG_PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ssh.add_argument("remote", nargs=argparse.REMAINDER, help="command to run instead of a shell")
     kill = commands.add_parser("kill", help="hard power-off of a node, as a crash")
     kill.add_argument("node", choices=NODES)
+    hang = commands.add_parser("hang", help="stop a node's qemu for SECONDS, then resume it")
+    hang.add_argument("node", choices=NODES)
+    hang.add_argument("seconds", type=float)
     start = commands.add_parser("start", help="power a node on again and wait until it is up")
     start.add_argument("node", choices=NODES)
     args = parser.parse_args(argv)
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             machine = Machine(layout, args.node)
             command = machine.ssh_command(args.remote, tty=not args.remote and sys.stdin.isatty())
             return subprocess.run(command, check=False).returncode
+        elif args.command == "hang":
+            Machine(layout, args.node).hang(args.seconds)
+            progress.say(f"{args.node}: resumed after {args.seconds:g} s")
         elif args.command == "kill":
             Machine(layout, args.node).kill()
             progress.say(f"{args.node}: powered off")

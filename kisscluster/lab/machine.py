@@ -167,6 +167,17 @@ class Machine:
             time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
 
+    def hang(self, seconds: float) -> None:
+        """A hang, as a kernel stall or a paused hypervisor: qemu stopped, then resumed."""
+        pid = self.pid()
+        if pid is None:
+            raise LabError(f"{self.name}: not running")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     def monitor(self, command: str) -> str:
         """One human-monitor command (e.g. `set_link switch off`); its output."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

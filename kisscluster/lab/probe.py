@@ -16,7 +16,7 @@ from kisscluster.heartbeat import status
 TARGETS = ("all-vms.target", "primary-vms.target", "no-vms.target", "manual-vms.target")
 _DRBD_LINE = re.compile(
     r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>\S+)/(?P<peer_role>\S+) "
-    r"ds:(?P<disk>\S+)/(?P<peer_disk>\S+)"
+    r"ds:(?P<disk>\S+)/(?P<peer_disk>\S+) [ABC] (?P<io>[rs])"
 )
 
 
@@ -38,7 +38,8 @@ def units() -> dict[str, str]:
 
 
 def drbd(proc_drbd: str, by_res: Path = Path("/dev/drbd/by-res")) -> dict[str, dict[str, Any]]:
-    """DRBD volumes by `<resource>/<volume>`: connection state, roles, disk states, minor."""
+    """DRBD volumes by `<resource>/<volume>`: connection state, roles, disk states, minor, and
+    `io`: "r" running, "s" suspended (frozen by fencing until the fence-peer handler decides)."""
     minors = {}
     for match in map(_DRBD_LINE.match, proc_drbd.splitlines()):
         if match:

@@ -142,12 +142,21 @@ class Lab:
     def action_log(self, node: str) -> Path:
         return self.rundir(node) / "actions.log"
 
+    def drbd_state(self, node: str) -> Path:
+        """The fake drbdadm's resource states of `node` (fake_drbdadm.py)."""
+        return self.rundir(node) / "drbd.json"
+
+    def env(self, node: str) -> dict[str, str]:
+        # The config is identical on both nodes; the seams learn their files from the environment.
+        env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+        env["KISSTEST_ACTION_LOG"] = str(self.action_log(node))
+        env["KISSTEST_DRBD_STATE"] = str(self.drbd_state(node))
+        return env
+
     def start(
         self, node: str, clock_offset: Path | None = None, notify_socket: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        # The config is identical on both nodes; the recorder learns its log from the environment.
-        env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
-        env["KISSTEST_ACTION_LOG"] = str(self.action_log(node))
+        env = self.env(node)
         env.pop("NOTIFY_SOCKET", None)
         if notify_socket is not None:
             env["NOTIFY_SOCKET"] = str(notify_socket)

@@ -95,11 +95,12 @@ def test_new_vm_commands_are_what_drbdadm_84_would_run(kiss, tmp_path, node, syn
 
 def test_global_common_conf_parses_with_the_resources(kiss, tmp_path):
     """The global_common.conf of kiss.node (rendered by Salt in test_kiss_node.py) as drbdadm
-    reads it: protocol C, checksums, split-brain policies and handlers."""
+    reads it: protocol C, checksums, split-brain policies, fencing and its handlers."""
     import jinja2
 
     template = (NODE_FILES / "global_common.conf.jinja").read_text()
-    text = jinja2.Template(template).render(kiss={"split_brain_notify": "root"})
+    kiss_settings = {"split_brain_notify": "root", "kissclusterd": "/usr/local/bin/kissclusterd"}
+    text = jinja2.Template(template).render(kiss=kiss_settings)
     (tmp_path / "global_common.conf").write_text(text)
     config = write_resources(kiss, tmp_path)
     config.write_text(f'include "{tmp_path}/global_common.conf";\n' + config.read_text())
@@ -116,5 +117,8 @@ def test_global_common_conf_parses_with_the_resources(kiss, tmp_path):
         "after-sb-1pri consensus;",
         "after-sb-2pri disconnect;",
         "on-io-error detach;",
-        'split-brain "/usr/lib/drbd/notify-split-brain.sh root";',
+        "fencing resource-and-stonith;",
+        'fence-peer "/usr/local/bin/kissclusterd fence-peer";',
+        'after-resync-target "/usr/local/bin/kissclusterd notify after-resync-target";',
+        'split-brain "/usr/local/bin/kissclusterd notify split-brain --mail root";',
     } <= settings

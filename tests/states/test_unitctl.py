@@ -17,12 +17,14 @@ import pytest
 from kisscluster import unitctl
 
 
-def test_promote_retries_until_drbd_lets_it(tmp_path: Path):
+def fake_drbdadm(tmp_path: Path, disks: str) -> tuple[Path, Path]:
+    """A drbdadm whose `dstate` prints `disks` and whose `primary` refuses twice."""
     count = tmp_path / "count"
     drbdadm = tmp_path / "drbdadm"
     drbdadm.write_text(
         f"#!{sys.executable}\n"
         "import pathlib, sys\n"
+        f"if sys.argv[1:] == ['dstate', 'web']: sys.exit(print({disks!r}))\n"
         f"count = pathlib.Path({str(count)!r})\n"
         "n = int(count.read_text()) if count.exists() else 0\n"
         "count.write_text(str(n + 1))\n"
@@ -30,8 +32,23 @@ def test_promote_retries_until_drbd_lets_it(tmp_path: Path):
         "sys.exit('web: State change failed: (-1) Multiple primaries' if n < 2 else 0)\n"
     )
     drbdadm.chmod(0o755)
+    return drbdadm, count
+
+
+def test_promote_retries_until_drbd_lets_it(tmp_path: Path):
+    drbdadm, count = fake_drbdadm(tmp_path, "UpToDate/UpToDate\nConsistent/DUnknown")
     assert unitctl.promote(str(drbdadm), "web", retry=0.01) == 0
     assert count.read_text() == "3"
+
+
+@pytest.mark.parametrize("disks", ["Outdated/DUnknown", "UpToDate/UpToDate\nInconsistent/UpToDate"])
+def test_promote_refuses_a_copy_that_cannot_run_the_vm_at_once(tmp_path: Path, capsys, disks):
+    """A copy that missed writes is never promoted by automation, whatever DRBD would allow
+    (an Inconsistent copy connected to an UpToDate peer can be Primary in DRBD)."""
+    drbdadm, count = fake_drbdadm(tmp_path, disks)
+    assert unitctl.promote(str(drbdadm), "web", retry=0.01) == 2
+    assert not count.exists()
+    assert "refusing to run on this copy" in capsys.readouterr().err
 
 
 def test_promote_refuses_a_bad_resource_name(tmp_path: Path):

@@ -1,0 +1,59 @@
+"""Can this node run its own VMs? Their DRBD volumes must all be UpToDate here.
+
+A copy that is Outdated (it missed writes while the storage link was down), Inconsistent (a
+resync runs into it), Diskless or missing (disks replaced, resource not up) cannot run its VM:
+DRBD refuses to promote it, or would serve it over the network from the peer. kissclusterd
+announces a node with such a copy of one of its own VMs (those primary-vms.target wants here)
+as worse off (kisscluster.heartbeat.core), so the peer keeps or takes the VMs until every such
+copy here is UpToDate: failback never goes to a copy that cannot run the VM. The peer's VMs do
+not count: a new VM of the peer's syncing into this node must not move this node's VMs away.
+Their minors come from the resource files kiss.vms renders.
+"""
+
+import re
+from pathlib import Path
+
+SYSTEMD_DIR = Path("/etc/systemd/system")
+DRBD_DIR = Path("/etc/drbd.d")
+PROC_DRBD = Path("/proc/drbd")
+
+HOME_DROP_IN = "primary-vms.target.d/kisscluster-vms.conf"  # written by kiss.vms
+_WANTED = re.compile(r"^Wants=vm@([a-z][a-z0-9-]*)\.service\s*$", re.MULTILINE)
+_MINOR = re.compile(r"\bminor\s+(\d+)\s*;")
+_PROC = re.compile(r"^\s*(\d+): cs:(\S+) ro:\S+ ds:(\w+)/", re.MULTILINE)
+
+
+def home_vms(systemd_dir: Path) -> list[str]:
+    """The VMs whose primary_on is this node."""
+    try:
+        return sorted(_WANTED.findall((systemd_dir / HOME_DROP_IN).read_text()))
+    except OSError:
+        return []
+
+
+def local_disks(proc_drbd: str) -> dict[int, str]:
+    """Minor -> this node's disk state, for every configured minor in /proc/drbd."""
+    return {
+        int(minor): disk for minor, cs, disk in _PROC.findall(proc_drbd) if cs != "Unconfigured"
+    }
+
+
+def stale(systemd_dir: Path, drbd_dir: Path, proc_drbd: Path) -> list[str]:
+    """This node's own VMs' volumes that are not UpToDate here, as `vm/minor state`."""
+    try:
+        disks = local_disks(proc_drbd.read_text(encoding="ascii"))
+    except OSError:
+        disks = {}
+    found = []
+    for vm in home_vms(systemd_dir):
+        try:
+            minors = [int(m) for m in _MINOR.findall((drbd_dir / f"{vm}.res").read_text())]
+        except OSError:
+            found.append(f"{vm} no resource file")
+            continue
+        found += [
+            f"{vm}/{minor} {disks.get(minor, 'not up')}"
+            for minor in minors
+            if disks.get(minor) != "UpToDate"
+        ]
+    return found

@@ -1,0 +1,254 @@
+"""DRBD's handlers: `kissclusterd fence-peer`, `kissclusterd stand-down` and the notifications.
+
+DRBD runs the fence-peer handler (with `fencing resource-and-stonith`, I/O frozen meanwhile)
+when this node is Primary and loses the peer, or wants to become Primary without knowing the
+peer's disk. The handler asks the peer's kissclusterd on both nets to outdate its copy
+(kisscluster.heartbeat.outdate) and exits with the code DRBD 8.4 acts on:
+
+* 4 the peer's copy is Outdated, 3 it is Inconsistent or worse: go on, the peer cannot promote.
+* 6 the peer is Primary: DRBD outdates this side if it is Secondary (the promotion is refused).
+  If this side is Primary too, DRBD cannot outdate it and its I/O stays frozen, so nothing it
+  writes from now on is ever acknowledged; the stand-down then kills its VM and turns this copy
+  into a sync target of the peer's.
+* The peer answered but could not outdate yet (its DRBD still sees us, or our clock lags
+  after a hang), or this node's kissclusterd hears its heartbeats: exit 1, which leaves I/O
+  frozen (or refuses the promotion) -- a peer known to live is never claimed dead.
+* Silence on both nets until the timeout: `peer_silent` decides. `takeover` exits 5 (DRBD marks
+  the peer Outdated and goes on): right when the peer is dead, and safe when it only hangs,
+  because a Primary that resumes finds its own I/O frozen and this node Primary. Its cost: if
+  both links fail while both nodes live, both take the VMs (a split brain). `freeze` exits 1:
+  never two writers, but a dead peer's VMs wait for the operator.
+"""
+
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kisscluster import names
+from kisscluster.heartbeat import outdate, status
+from kisscluster.heartbeat.config import Config, load, read_secret
+from kisscluster.heartbeat.daemon import IP_FREEBIND, IPV6_FREEBIND, Identity, identify
+
+log = logging.getLogger("kissclusterd")
+
+RESEND = 0.5  # seconds between two rounds of requests
+PEER_UNREACHABLE = 5
+FAILED = 1
+
+
+def _socket(address: outdate.Address) -> socket.socket:
+    v4 = address.version == 4
+    sock = socket.socket(socket.AF_INET if v4 else socket.AF_INET6, socket.SOCK_DGRAM)
+    level = socket.IPPROTO_IP if v4 else socket.IPPROTO_IPV6
+    sock.setsockopt(level, IP_FREEBIND if v4 else IPV6_FREEBIND, 1)
+    sock.bind((str(address), 0))
+    sock.setblocking(False)
+    return sock
+
+
+def ask_peer(
+    config: Config,
+    secret: bytes,
+    identity: Identity,
+    resource: str,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[outdate.Answer | None, bool]:
+    """Ask the peer to outdate `resource` until it gives a final answer or fence_timeout ends.
+    Returns (final answer or None, whether the peer answered at all)."""
+    nonce = secrets.token_bytes(16)
+    sockets = {net: _socket(identity.own[net]) for net in identity.own}
+    heard = False
+    try:
+        with selectors.DefaultSelector() as selector:
+            for net, sock in sockets.items():
+                selector.register(sock, selectors.EVENT_READ, net)
+            deadline = clock() + config.fence_timeout
+            next_send = clock()
+            while clock() < deadline:
+                if clock() >= next_send:
+                    for net, sock in sockets.items():
+                        request = outdate.Request(identity.own[net], time.time(), nonce, resource)
+                        with contextlib.suppress(OSError):
+                            sock.sendto(
+                                outdate.encode_request(request, secret),
+                                (str(identity.peer[net]), config.port),
+                            )
+                    next_send = clock() + RESEND
+                wait = max(0.0, min(next_send, deadline) - clock())
+                for key, _ in selector.select(wait):
+                    reply = _reply(key.fileobj, identity.peer[key.data], secret, nonce)
+                    if reply is None:
+                        continue
+                    heard = True
+                    if reply.answer != outdate.Answer.RETRY:
+                        return reply.answer, heard
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    return None, heard
+
+
+def _reply(
+    sock: object, peer: outdate.Address, secret: bytes, nonce: bytes
+) -> outdate.Reply | None:
+    assert isinstance(sock, socket.socket)
+    try:
+        datagram, source = sock.recvfrom(outdate.REPLY_SIZE + 1)
+        reply = outdate.decode_reply(datagram, secret)
+    except (OSError, outdate.BadMessage) as exc:
+        log.warning("fence-peer: ignored a datagram: %s", exc)
+        return None
+    sender = ipaddress.ip_address(source[0].split("%")[0])
+    if reply.nonce != nonce or reply.sender != peer or sender != peer:
+        log.warning("fence-peer: ignored a reply from %s not to this request", source[0])
+        return None
+    return reply
+
+
+def is_primary(drbdadm: str, resource: str) -> bool:
+    return "Primary" in outdate.read_copy(drbdadm, resource).roles
+
+
+def exit_code(
+    answer: outdate.Answer | None, heard: bool, peer_silent: str, primary_here: bool
+) -> tuple[int, str]:
+    """The handler's exit code for what the peer answered, and why (pure)."""
+    if answer is not None:
+        if answer == outdate.Answer.PRIMARY and primary_here:
+            return answer, "the peer is Primary too: I/O stays frozen and this node stands down"
+        return answer, f"the peer answered {answer.name.lower()}"
+    if heard:
+        return FAILED, "the peer answers but cannot outdate yet: I/O stays frozen"
+    if peer_silent == "takeover":
+        return PEER_UNREACHABLE, "the peer is silent on both nets: taken for dead (peer_silent)"
+    return FAILED, "the peer is silent on both nets: I/O stays frozen (peer_silent = freeze)"
+
+
+def daemon_hears_peer(run_dir: Path, dead_time: float) -> bool:
+    """Whether this node's kissclusterd got a heartbeat from the peer within the dead time."""
+    try:
+        ages = status.read(run_dir)["heartbeat_age"].values()
+    except (OSError, ValueError, KeyError):
+        return False
+    return any(age is not None and age < dead_time for age in ages)
+
+
+def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int:
+    resource = names.validate_vm_name(os.environ.get("DRBD_RESOURCE", ""))
+    config = load(config_path)
+    secret = read_secret(config.secret_file)
+    identity = identify(config)
+    began = time.monotonic()
+    answer, heard = ask_peer(config, secret, identity, resource)
+    heard = heard or daemon_hears_peer(run_dir, config.rules.dead_time)
+    primary_here = is_primary(config.drbdadm, resource)
+    code, why = exit_code(answer, heard, config.peer_silent, primary_here)
+    log.warning(
+        "fence-peer %s: exit %d after %.1f s: %s", resource, code, time.monotonic() - began, why
+    )
+    if answer == outdate.Answer.PRIMARY and primary_here:
+        start_stand_down(resource)
+    return code
+
+
+def start_stand_down(resource: str) -> None:
+    """Run the stand-down outside DRBD's handler: it needs this handler to have returned."""
+    argv = [
+        "systemd-run", "--no-block", "--collect", f"--unit=kiss-stand-down-{resource}",
+        sys.executable, "-m", "kisscluster.heartbeat.cli", "stand-down", resource,
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        log.error("cannot start the stand-down of %s: %s", resource, done.stderr.strip())
+
+
+def stand_down(config_path: Path, resource: str) -> int:
+    """This node was Primary while the peer took the resource over: make sure the guest here
+    never sees another write acknowledged, and turn this copy into the peer's sync target.
+
+    The guest's qemu is killed first, while DRBD still holds its I/O frozen: whatever it had
+    in flight is never acknowledged to it. Then DRBD is cut off from the peer (so nothing
+    frozen is resent into the peer's newer data), its frozen requests are released to the dead
+    process, the device is demoted, invalidated (a full resync: blocks this side wrote but the
+    peer never got are overwritten too) and reconnected as the sync target.
+    """
+    resource = names.validate_vm_name(resource)
+    drbdadm = load(config_path).drbdadm
+    unit = f"vm@{resource}.service"
+    steps = [
+        ["systemctl", "kill", "--signal=SIGKILL", unit],
+        ["systemctl", "stop", "--no-block", unit],
+        [drbdadm, "disconnect", resource],
+        [drbdadm, "resume-io", resource],
+    ]
+    for argv in steps:
+        _step(argv)
+    _wait_inactive(unit, timeout=60)
+    for argv in (
+        ["systemctl", "stop", f"drbd-resource@{resource}.service"],
+        [drbdadm, "secondary", resource],
+        [drbdadm, "invalidate", resource],
+        [drbdadm, "connect", resource],
+    ):
+        _step(argv)
+    log.warning("stand-down %s: done; this copy resyncs from the peer", resource)
+    return 0
+
+
+def _step(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    outcome = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
+    log.warning("stand-down: %s: %s", " ".join(argv), outcome)
+
+
+def _wait_inactive(unit: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            ["systemctl", "is-active", unit], capture_output=True, text=True, check=False
+        )
+        if done.stdout.strip() in ("inactive", "failed"):
+            return
+        time.sleep(0.5)
+    log.error("stand-down: %s still not stopped after %.0f s", unit, timeout)
+
+
+EVENTS = {
+    "split-brain": "DRBD split brain on {resource} (minor {minor}, peer {peer}): both copies "
+    "changed while apart and DRBD disconnected; choose the copy to discard, there run "
+    "`drbdadm secondary {resource}` and `drbdadm connect --discard-my-data {resource}`, "
+    "then `drbdadm connect {resource}` on the other node",
+    "local-io-error": "DRBD {resource} (minor {minor}): I/O error on the local disk, detached; "
+    "the resource is served from the peer",
+    "after-resync-target": "DRBD {resource} (minor {minor}): resync done, this copy is UpToDate",
+}
+
+
+def notify(event: str, mail: str | None) -> int:
+    """A DRBD event in the journal, and by mail to `mail` if given and `mail` is installed."""
+    fields = {key: os.environ.get(f"DRBD_{key.upper()}", "?") for key in ("resource", "minor")}
+    text = EVENTS[event].format(peer=os.environ.get("DRBD_PEER_ADDRESS", "?"), **fields)
+    log.log(logging.INFO if event == "after-resync-target" else logging.ERROR, "%s", text)
+    if mail:
+        program = shutil.which("mail")
+        if program is None:
+            log.error("no `mail` program: %s not told by mail", mail)
+            return 0
+        subprocess.run(
+            [program, "-s", f"kisscluster: {event} on {fields['resource']}", "--", mail],
+            input=text + "\n",
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    return 0

@@ -1,0 +1,204 @@
+"""Outdate requests: how a node's DRBD fence-peer handler asks the peer's kissclusterd to mark
+its copy of a resource Outdated (the idea of Linux-HA's dopd), and what the peer answers.
+
+Both travel as UDP datagrams on both nets, to and from kissclusterd's heartbeat port, with the
+heartbeat's shared secret:
+
+    request  magic b"KCOQ", version, sender (16), timestamp (8), nonce (16), resource (64), mac
+    reply    magic b"KCOA", version, sender (16), timestamp (8), nonce (16), answer (1), mac
+
+The nonce ties a reply to its request; a request is acted on once per nonce (it is sent on
+both nets and repeated until answered) and only within the time window. The answers are the
+exit codes DRBD 8.4 gives meaning to (drbd.conf(5), `conn_try_outdate_peer`): the handler
+exits with the answer it got. RETRY means "not now" (DRBD here still sees the peer connected,
+or the outdate failed): the handler asks again until its timeout.
+"""
+
+import enum
+import hashlib
+import hmac
+import ipaddress
+import struct
+import subprocess
+from dataclasses import dataclass
+
+from kisscluster import names
+
+REQUEST_MAGIC = b"KCOQ"
+REPLY_MAGIC = b"KCOA"
+VERSION = 1
+RESOURCE_BYTES = 64
+_REQUEST = struct.Struct(f"!4sB16sd16s{RESOURCE_BYTES}s")
+_REPLY = struct.Struct("!4sB16sd16sB")
+MAC_SIZE = hashlib.sha256().digest_size
+REQUEST_SIZE = _REQUEST.size + MAC_SIZE
+REPLY_SIZE = _REPLY.size + MAC_SIZE
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Answer(enum.IntEnum):
+    RETRY = 0
+    INCONSISTENT = 3  # the peer's copy is Inconsistent or worse: it cannot be promoted anyway
+    OUTDATED = 4  # the peer's copy is now (or already was) Outdated
+    PRIMARY = 6  # the peer is Primary: the asking side must not be
+
+
+class BadMessage(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Request:
+    sender: Address
+    timestamp: float
+    nonce: bytes
+    resource: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    sender: Address
+    timestamp: float
+    nonce: bytes
+    answer: Answer
+
+
+def _packed(address: Address) -> bytes:
+    if isinstance(address, ipaddress.IPv4Address):
+        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed).packed
+    return address.packed
+
+
+def _unpacked(raw: bytes) -> Address:
+    address = ipaddress.IPv6Address(raw)
+    return address.ipv4_mapped or address
+
+
+def _sign(body: bytes, secret: bytes) -> bytes:
+    return body + hmac.new(secret, body, hashlib.sha256).digest()
+
+
+def _verified(datagram: bytes, size: int, magic: bytes, secret: bytes) -> bytes:
+    if len(datagram) != size or datagram[:4] != magic:
+        raise BadMessage(f"not a {magic.decode()} datagram of {size} bytes")
+    body, mac = datagram[:-MAC_SIZE], datagram[-MAC_SIZE:]
+    if not hmac.compare_digest(mac, hmac.new(secret, body, hashlib.sha256).digest()):
+        raise BadMessage("HMAC does not match (wrong secret or tampered)")
+    if body[4] != VERSION:
+        raise BadMessage(f"protocol version {body[4]}, this side speaks {VERSION}")
+    return body
+
+
+def encode_request(request: Request, secret: bytes) -> bytes:
+    resource = names.validate_vm_name(request.resource).encode()
+    return _sign(
+        _REQUEST.pack(
+            REQUEST_MAGIC,
+            VERSION,
+            _packed(request.sender),
+            request.timestamp,
+            request.nonce,
+            resource,
+        ),
+        secret,
+    )
+
+
+def decode_request(datagram: bytes, secret: bytes) -> Request:
+    body = _verified(datagram, REQUEST_SIZE, REQUEST_MAGIC, secret)
+    _, _, sender, timestamp, nonce, raw = _REQUEST.unpack(body)
+    try:
+        resource = names.validate_vm_name(raw.rstrip(b"\0").decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadMessage(f"bad resource name: {exc}") from None
+    return Request(_unpacked(sender), timestamp, nonce, resource)
+
+
+def encode_reply(reply: Reply, secret: bytes) -> bytes:
+    return _sign(
+        _REPLY.pack(
+            REPLY_MAGIC,
+            VERSION,
+            _packed(reply.sender),
+            reply.timestamp,
+            reply.nonce,
+            reply.answer,
+        ),
+        secret,
+    )
+
+
+def decode_reply(datagram: bytes, secret: bytes) -> Reply:
+    body = _verified(datagram, REPLY_SIZE, REPLY_MAGIC, secret)
+    _, _, sender, timestamp, nonce, answer = _REPLY.unpack(body)
+    try:
+        return Reply(_unpacked(sender), timestamp, nonce, Answer(answer))
+    except ValueError:
+        raise BadMessage(f"unknown answer {answer}") from None
+
+
+# -- the answering side ------------------------------------------------------------------------
+# Connection states in which DRBD here does not see the peer ("Unconfigured": the resource is
+# down, and `drbdadm outdate` writes the metadata directly).
+DISCONNECTED = ("StandAlone", "WFConnection", "Unconnected", "Unconfigured")
+
+
+@dataclass(frozen=True)
+class LocalCopy:
+    """What DRBD here says about one resource: per volume role, connection and disk state.
+    Empty lists: the resource is not up here."""
+
+    roles: tuple[str, ...]
+    connections: tuple[str, ...]
+    disks: tuple[str, ...]
+
+
+def decide(copy: LocalCopy) -> Answer | None:
+    """The answer that needs no action, or None: run `drbdadm outdate` and answer OUTDATED."""
+    if "Primary" in copy.roles:
+        return Answer.PRIMARY
+    if any(c not in DISCONNECTED for c in copy.connections):
+        # DRBD here still sees the peer (or is just connecting): an outdate would be refused,
+        # and the asking side's view of a lost link is not ours yet.
+        return Answer.RETRY
+    if copy.disks and all(d == "Outdated" for d in copy.disks):
+        return Answer.OUTDATED
+    if any(d in ("Inconsistent", "Diskless", "Failed", "Attaching", "Negotiating")
+           for d in copy.disks):  # fmt: skip
+        return Answer.INCONSISTENT
+    return None
+
+
+def _lines(drbdadm: str, command: str, resource: str) -> tuple[str, ...] | None:
+    done = subprocess.run(
+        [drbdadm, command, resource], capture_output=True, text=True, timeout=30, check=False
+    )
+    if done.returncode != 0:
+        return None
+    return tuple(line.split("/")[0].strip() for line in done.stdout.split())
+
+
+def read_copy(drbdadm: str, resource: str) -> LocalCopy:
+    roles = _lines(drbdadm, "role", resource)
+    connections = _lines(drbdadm, "cstate", resource)
+    disks = _lines(drbdadm, "dstate", resource)
+    if roles is None or connections is None or disks is None:
+        return LocalCopy((), (), ())
+    return LocalCopy(roles, connections, disks)
+
+
+def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
+    """Act on an outdate request for `resource`: the answer and a line for the journal."""
+    resource = names.validate_vm_name(resource)
+    copy = read_copy(drbdadm, resource)
+    answer = decide(copy)
+    if answer is not None:
+        return answer, f"{resource}: {answer.name.lower()} (roles {copy.roles}, {copy.disks})"
+    done = subprocess.run(
+        [drbdadm, "outdate", resource], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode == 0:
+        return Answer.OUTDATED, f"{resource}: outdated on the peer's request"
+    reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return Answer.RETRY, f"{resource}: drbdadm outdate failed: {reason}"

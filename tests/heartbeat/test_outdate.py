@@ -1,0 +1,129 @@
+"""Outdate requests and replies, the peer's answer to each DRBD state, the handler's exit codes,
+and which copies keep a node from taking its VMs back."""
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from kisscluster.heartbeat import copies, outdate
+from kisscluster.heartbeat.core import Core, Rules, State
+from kisscluster.heartbeat.fence import exit_code
+from kisscluster.heartbeat.outdate import Answer, LocalCopy
+
+SECRET = b"a shared secret of enough bytes"
+N1 = ipaddress.ip_address("10.99.0.1")
+
+
+def request(resource: str = "web") -> outdate.Request:
+    return outdate.Request(N1, 1.7e9, b"n" * 16, resource)
+
+
+def test_requests_and_replies_round_trip_and_are_authenticated():
+    datagram = outdate.encode_request(request(), SECRET)
+    assert outdate.decode_request(datagram, SECRET) == request()
+    reply = outdate.Reply(N1, 1.7e9, b"n" * 16, Answer.PRIMARY)
+    assert outdate.decode_reply(outdate.encode_reply(reply, SECRET), SECRET) == reply
+    with pytest.raises(outdate.BadMessage, match="HMAC"):
+        outdate.decode_request(datagram, b"another secret of enough bytes")
+    tampered = bytearray(datagram)
+    tampered[40] ^= 1
+    with pytest.raises(outdate.BadMessage, match="HMAC"):
+        outdate.decode_request(bytes(tampered), SECRET)
+    with pytest.raises(outdate.BadMessage, match="KCOA"):  # a request is no reply
+        outdate.decode_reply(datagram, SECRET)
+
+
+@pytest.mark.parametrize("name", ["Web", "../etc", "web;reboot", "a" * 40])
+def test_a_request_names_only_a_safe_resource(name):
+    with pytest.raises(ValueError, match="VM name"):
+        outdate.encode_request(request(name), SECRET)
+
+
+@pytest.mark.parametrize(
+    ("roles", "connections", "disks", "answer"),
+    [
+        (("Primary",), ("WFConnection",), ("UpToDate",), Answer.PRIMARY),
+        (("Secondary",), ("Connected",), ("UpToDate",), Answer.RETRY),
+        (("Secondary",), ("SyncSource",), ("UpToDate",), Answer.RETRY),
+        (("Secondary", "Secondary"), ("StandAlone",) * 2, ("Outdated",) * 2, Answer.OUTDATED),
+        (("Secondary",), ("WFConnection",), ("Inconsistent",), Answer.INCONSISTENT),
+        (("Secondary",), ("WFConnection",), ("Diskless",), Answer.INCONSISTENT),
+        (("Secondary",), ("WFConnection",), ("UpToDate",), None),  # run drbdadm outdate
+        (("Secondary", "Secondary"), ("WFConnection",) * 2, ("Outdated", "UpToDate"), None),
+        ((), (), (), None),  # not up: drbdadm outdate writes the metadata
+    ],
+)
+def test_the_peer_answers_from_what_its_drbd_says(roles, connections, disks, answer):
+    assert outdate.decide(LocalCopy(roles, connections, disks)) == answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "heard", "policy", "primary_here", "code"),
+    [
+        (Answer.OUTDATED, True, "takeover", True, 4),
+        (Answer.INCONSISTENT, True, "freeze", False, 3),
+        (Answer.PRIMARY, True, "takeover", False, 6),
+        (Answer.PRIMARY, True, "takeover", True, 6),
+        (None, True, "takeover", True, 1),  # it answers, but cannot outdate: never "dead"
+        (None, False, "takeover", True, 5),
+        (None, False, "freeze", True, 1),
+    ],
+)
+def test_the_handler_exit_code(answer, heard, policy, primary_here, code):
+    assert exit_code(answer, heard, policy, primary_here)[0] == code
+
+
+PROC_DRBD = """version: 8.4.11 (api:1/proto:86-101)
+srcversion: 0
+ 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----
+    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0
+ 4: cs:SyncTarget ro:Secondary/Primary ds:Inconsistent/UpToDate C r-----
+ 5: cs:WFConnection ro:Secondary/Unknown ds:Outdated/DUnknown C r-----
+ 8: cs:Unconfigured
+"""
+
+
+def node_files(tmp_path: Path, home: list[str], resources: dict[str, list[int]]) -> tuple:
+    systemd, drbd_dir, proc = tmp_path / "systemd", tmp_path / "drbd.d", tmp_path / "drbd"
+    (systemd / "primary-vms.target.d").mkdir(parents=True)
+    wants = "".join(f"Wants=vm@{vm}.service\n" for vm in home)
+    conflicts = "Conflicts=vm@other.service\n"
+    (systemd / copies.HOME_DROP_IN).write_text(f"[Unit]\n{wants}{conflicts}")
+    drbd_dir.mkdir()
+    for vm, minors in resources.items():
+        volumes = "".join(f"device /dev/drbd{m} minor {m};\n" for m in minors)
+        (drbd_dir / f"{vm}.res").write_text(f"resource {vm} {{\n{volumes}}}\n")
+    proc.write_text(PROC_DRBD)
+    return systemd, drbd_dir, proc
+
+
+def test_only_this_nodes_own_vms_copies_count(tmp_path):
+    paths = node_files(tmp_path, ["web"], {"web": [0], "db": [4, 5], "other": [8]})
+    assert copies.stale(*paths) == []
+    paths = node_files(tmp_path / "2", ["web", "db", "other", "gone"], {
+        "web": [0], "db": [4, 5], "other": [8]})  # fmt: skip
+    assert copies.stale(*paths) == [
+        "db/4 Inconsistent",
+        "db/5 Outdated",
+        "gone no resource file",
+        "other/8 not up",
+    ]
+
+
+def test_a_node_with_a_stale_copy_ranks_below_a_peer_that_lost_everything_else():
+    core = Core(Rules(interval=1, dead_time=3, init_dead=3), started=0.0, last_wall=0.0)
+    core.copies_ready = False
+    for t in (4.0, 5.0, 6.0):
+        core.heartbeat("stor", 70, t)  # the peer lost production and the switch
+        core.heartbeat("prod", 70, t)
+        core.ping(True, t)
+        decision = core.evaluate(t, t)
+    assert decision.own_priority == 100 - 31
+    assert decision.state == State.NONE
+    core.copies_ready = True
+    for t in (7.0, 8.0):
+        core.heartbeat("stor", 70, t)
+        core.ping(True, t)
+        decision = core.evaluate(t, t)
+    assert decision.state == State.ALL
