@@ -23,6 +23,13 @@ _MINOR = re.compile(r"\bminor\s+(\d+)\s*;")
 _PROC = re.compile(r"^\s*(\d+): cs:(\S+) ro:\S+ ds:(\w+)/", re.MULTILINE)
 
 
+def enabled_vms(systemd_dir: Path) -> list[str]:
+    """The active VMs: those all-vms.target wants (kiss.vms enables exactly these)."""
+    wants = systemd_dir / "all-vms.target.wants"
+    units = [p.name for p in wants.iterdir()] if wants.is_dir() else []
+    return sorted(u[3:-8] for u in units if u.startswith("vm@") and u.endswith(".service"))
+
+
 def home_vms(systemd_dir: Path) -> list[str]:
     """The VMs whose primary_on is this node."""
     try:
@@ -38,14 +45,14 @@ def local_disks(proc_drbd: str) -> dict[int, str]:
     }
 
 
-def stale(systemd_dir: Path, drbd_dir: Path, proc_drbd: Path) -> list[str]:
-    """This node's own VMs' volumes that are not UpToDate here, as `vm/minor state`."""
+def stale(vms: list[str], drbd_dir: Path, proc_drbd: Path) -> list[str]:
+    """The volumes of `vms` that are not UpToDate here, as `vm/minor state`."""
     try:
         disks = local_disks(proc_drbd.read_text(encoding="ascii"))
     except OSError:
         disks = {}
     found = []
-    for vm in home_vms(systemd_dir):
+    for vm in vms:
         try:
             minors = [int(m) for m in _MINOR.findall((drbd_dir / f"{vm}.res").read_text())]
         except OSError:

@@ -36,7 +36,9 @@ IP_FREEBIND = 15  # <linux/in.h>: bind to an address not (yet) configured on thi
 IPV6_FREEBIND = 78  # <linux/in6.h>
 DROP_LOG_PERIOD = 10.0  # seconds between two log lines about dropped packets of one kind
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
-RETRY_MIN, RETRY_MAX = 10.0, 300.0  # back-off between two retries of failed VM starts
+# Seconds between two looks for failed VM starts, doubled (up to RETRY_MAX) after each retry.
+RETRY_MIN, RETRY_MAX = 30.0, 480.0
+RETRY = "retry"  # the label of those looks in the ActionRunner
 ANSWER_MEMORY = 60.0  # seconds a final answer to an outdate request is remembered
 
 
@@ -175,14 +177,21 @@ class ActionRunner:
             if code is None:
                 return None
             if code == 0:
-                log.info("action for %s done", label)
+                log.log(
+                    logging.DEBUG if label == RETRY else logging.INFO, "action for %s done", label
+                )
             elif code != RETRIED:
                 log.error("action for %s exited with status %d", label, code)
             self.running, ended = None, (label, code)
         if self.queued is not None:
             label, argv = self.queued
             self.queued = None
-            log.info("running action for %s: %s", label, argv)
+            log.log(
+                logging.DEBUG if label == RETRY else logging.INFO,
+                "running action for %s: %s",
+                label,
+                argv,
+            )
             try:
                 self.running = (label, subprocess.Popen(argv, stdin=subprocess.DEVNULL))
             except OSError as exc:
@@ -276,7 +285,8 @@ class Daemon:
         self.config_path = config_path
         self.run_dir = run_dir
         self.copy_paths = copy_paths  # where the enabled VMs, their minors and DRBD's state are
-        self.stale_copies: list[str] = []
+        self.stale_copies: list[str] = []  # of this node's own VMs: they lower its priority
+        self.cannot_run: list[str] = []  # of every enabled VM: shown in the status
         self.retry_at = 0.0
         self.retry_backoff = RETRY_MIN
         self.boot_id = bytes.fromhex(BOOT_ID_FILE.read_text().strip().replace("-", ""))
@@ -425,6 +435,7 @@ class Daemon:
             "last_ping": self.last_ping,
             "dropped": dict(self.dropped),
             "stale_copies": self.stale_copies,
+            "cannot_run": self.cannot_run,
         }
 
     def run(self) -> int:
@@ -529,7 +540,10 @@ class Daemon:
                 status.publish(self.run_dir, self._status(decision))
 
     def _check_copies(self) -> None:
-        stale = copies.stale(*self.copy_paths)
+        systemd_dir, drbd_dir, proc_drbd = self.copy_paths
+        self.cannot_run = copies.stale(copies.enabled_vms(systemd_dir), drbd_dir, proc_drbd)
+        home = set(copies.home_vms(systemd_dir))
+        stale = [entry for entry in self.cannot_run if entry.split("/")[0].split()[0] in home]
         if stale != self.stale_copies:
             if stale:
                 log.warning("copies that cannot run a VM here: %s", ", ".join(stale))
@@ -541,11 +555,11 @@ class Daemon:
     def _retry_failed(self, state: State) -> None:
         """Restart VM units that failed to start under the current state (exits RETRIED)."""
         argv = [sys.executable, "-m", "kisscluster.unitctl", "retry-failed", "--"]
-        self.actions.request("retry", argv + self.config.action_argv(state))
+        self.actions.request(RETRY, argv + self.config.action_argv(state))
         self.retry_at = time.monotonic() + self.retry_backoff
 
     def _action_ended(self, ended: tuple[str, int] | None) -> None:
-        if ended is None or ended[0] != "retry":
+        if ended is None or ended[0] != RETRY:
             return
         if ended[1] == RETRIED:
             self.retry_backoff = min(2 * self.retry_backoff, RETRY_MAX)

@@ -48,6 +48,10 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"heartbeat {net}: {_age(age)}")
     reply = "none" if ping is None else ("reply" if ping["ok"] else "no reply")
     lines.append(f"last ping:      {reply}, {_age(status['ping_age'])}")
+    if status.get("cannot_run"):
+        lines.append(f"cannot run here: {', '.join(status['cannot_run'])} (not UpToDate)")
+    if status.get("stale_copies"):
+        lines.append("                own VMs' copies not UpToDate: the peer keeps them")
     if status["dropped"]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(status["dropped"].items()))
         lines.append(f"dropped:        {counts}")

@@ -87,6 +87,9 @@ srcversion: 0
 def node_files(tmp_path: Path, home: list[str], resources: dict[str, list[int]]) -> tuple:
     systemd, drbd_dir, proc = tmp_path / "systemd", tmp_path / "drbd.d", tmp_path / "drbd"
     (systemd / "primary-vms.target.d").mkdir(parents=True)
+    (systemd / "all-vms.target.wants").mkdir()
+    for vm in resources:
+        (systemd / "all-vms.target.wants" / f"vm@{vm}.service").symlink_to("../vm@.service")
     wants = "".join(f"Wants=vm@{vm}.service\n" for vm in home)
     conflicts = "Conflicts=vm@other.service\n"
     (systemd / copies.HOME_DROP_IN).write_text(f"[Unit]\n{wants}{conflicts}")
@@ -98,16 +101,16 @@ def node_files(tmp_path: Path, home: list[str], resources: dict[str, list[int]])
     return systemd, drbd_dir, proc
 
 
-def test_only_this_nodes_own_vms_copies_count(tmp_path):
-    paths = node_files(tmp_path, ["web"], {"web": [0], "db": [4, 5], "other": [8]})
-    assert copies.stale(*paths) == []
-    paths = node_files(tmp_path / "2", ["web", "db", "other", "gone"], {
-        "web": [0], "db": [4, 5], "other": [8]})  # fmt: skip
-    assert copies.stale(*paths) == [
+def test_the_copies_that_cannot_run_their_vm_here(tmp_path):
+    systemd, drbd_dir, proc = node_files(tmp_path, ["web"], {"web": [0], "db": [4, 5], "x": [8]})
+    assert copies.enabled_vms(systemd) == ["db", "web", "x"]
+    assert copies.home_vms(systemd) == ["web"]
+    assert copies.stale(["web"], drbd_dir, proc) == []
+    assert copies.stale(["web", "db", "x", "gone"], drbd_dir, proc) == [
         "db/4 Inconsistent",
         "db/5 Outdated",
+        "x/8 not up",
         "gone no resource file",
-        "other/8 not up",
     ]
 
 

@@ -79,9 +79,14 @@ def in_sync(state: dict[str, Any], resource: str) -> bool:
 
 class Sampler:
     """Samples each node in its own thread, so that a node that does not answer (killed,
-    booting) holds up only its own samples; checks afterwards that no VM ever ran on both nodes
-    and no DRBD volume was ever primary on both. A sample is (began, ended, state): the node
-    was in that state at some moment between the two (host monotonic seconds)."""
+    booting, hung) holds up only its own samples; checks afterwards that no VM ever ran on
+    both nodes and no DRBD volume was ever primary on both. A sample is (began, ended, state):
+    the node was in that state at some moment between the two (host monotonic seconds).
+
+    A writer is a VM or volume that can get a write acknowledged. A Primary whose I/O DRBD
+    holds frozen (fencing: `io` "s", until the fence-peer handler has decided) acknowledges
+    nothing, nor does the qemu process on it: a node resumed from a hang is such a Primary
+    until it stands down, and is not counted as a second writer."""
 
     def __init__(self, lab: Lab, every: float = 1.0) -> None:
         self.lab = lab
@@ -142,16 +147,53 @@ class Sampler:
         return found
 
 
+def _frozen(state: dict[str, Any], vm: str) -> bool:
+    """Every volume of `vm` is a Primary with I/O frozen by fencing."""
+    volumes = [v for k, v in state.get("drbd", {}).items() if k.split("/")[0] == vm]
+    return bool(volumes) and all(v.get("role") == "Primary" and v.get("io") == "s" for v in volumes)
+
+
 def _vms(state: dict[str, Any]) -> set[str]:
-    """The VM units active in a snapshot."""
+    """The VM units active in a snapshot whose I/O is not frozen."""
     units = state.get("units", {})
-    return {unit for unit, active in units.items() if unit.startswith("vm@") and active == "active"}
+    return {
+        unit
+        for unit, active in units.items()
+        if unit.startswith("vm@") and active == "active" and not _frozen(state, unit[3:-8])
+    }
 
 
 def _primaries(state: dict[str, Any]) -> set[str]:
-    """The DRBD volumes Primary in a snapshot."""
+    """The DRBD volumes Primary, with I/O not frozen, in a snapshot."""
     volumes = state.get("drbd", {})
-    return {volume for volume, drbd in volumes.items() if drbd.get("role") == "Primary"}
+    return {
+        volume
+        for volume, drbd in volumes.items()
+        if drbd.get("role") == "Primary" and drbd.get("io") != "s"
+    }
+
+
+def runner(lab: Lab, vm: str) -> Machine | None:
+    """The node whose VM unit for `vm` is active (at most one, by the invariant)."""
+    for machine in lab.nodes:
+        if vm_running(snapshot(machine), vm):
+            return machine
+    return None
+
+
+def settled_clean(lab: Lab, vms: dict[str, Any]) -> bool:
+    """Settled, and every volume of every VM Connected and UpToDate on both nodes."""
+    states = {m.name: snapshot(m) for m in lab.nodes}
+    return settled(lab, vms) and all(in_sync(s, vm) for s in states.values() for vm in vms)
+
+
+def split_brains(lab: Lab) -> list[str]:
+    """The kernel's split-brain lines on either node since it booted."""
+    found = []
+    for machine in lab.nodes:
+        log = lab.sh(machine, "dmesg")
+        found += [f"{machine.name}: {line}" for line in log.splitlines() if "Split-Brain" in line]
+    return found
 
 
 def settled(lab: Lab, vms: dict[str, Any]) -> bool:

@@ -1,0 +1,208 @@
+"""Faults that break a pair without fencing: a hung node, a cut storage link, a crash while the
+peer's copy is stale. DRBD fencing (`fencing resource-and-stonith` and kissclusterd's fence-peer
+handler) must keep every one of them from producing two writers or losing a written block.
+
+Every scenario samples both nodes throughout (labtest.Sampler), ends with the pair settled and
+every volume Connected UpToDate/UpToDate, and checks the data: a marker written with fsync to
+each VM's disk, on the node running it, before the fault (and on the survivor during it) must
+be on the disk of whichever node runs the VM afterwards.
+"""
+
+import shlex
+import threading
+import time
+from typing import Any
+
+import pytest
+from labtest import (
+    Lab,
+    Sampler,
+    kiss_pillar,
+    runner,
+    settled_clean,
+    snapshot,
+    split_brains,
+    vm_running,
+    wait_until,
+)
+
+from kisscluster.lab import cluster
+from kisscluster.lab.machine import STORAGE_NIC, Machine
+
+pytestmark = pytest.mark.lab
+
+SETTLE_TIMEOUT = 600
+TAKEOVER_TIMEOUT = 180
+BLOCK = 4096
+BEFORE, DURING = 2, 1  # markers live in these blocks, counted from the end of volume 0
+
+
+def _block_script(vm: str, slot: int) -> str:
+    device = f"/dev/drbd/by-res/{vm}/0"
+    return f"n=$(( $(blockdev --getsize64 {device}) / {BLOCK} - {slot} )); dev={device}; "
+
+
+def write_marker(lab: Lab, machine: Machine, vm: str, slot: int, text: str) -> None:
+    """`text` into one block of the VM's first volume on `machine`, with fsync (direct I/O)."""
+    script = _block_script(vm, slot) + (
+        f"printf %s {shlex.quote(text)} | dd of=$dev bs={BLOCK} count=1 seek=$n "
+        "conv=sync,fsync oflag=direct iflag=fullblock status=none"
+    )
+    lab.sh(machine, "sh", "-c", shlex.quote(script))
+
+
+def read_marker(lab: Lab, machine: Machine, vm: str, slot: int) -> str:
+    script = _block_script(vm, slot) + (
+        f"dd if=$dev bs={BLOCK} count=1 skip=$n iflag=direct status=none | tr -d '\\000'"
+    )
+    return lab.sh(machine, "sh", "-c", shlex.quote(script))
+
+
+class Markers:
+    """The markers written in one scenario, and where they must be found afterwards."""
+
+    def __init__(self, lab: Lab, scenario: str) -> None:
+        self.lab = lab
+        self.scenario = scenario
+        self.written: dict[tuple[str, int], str] = {}
+
+    def write(self, vm: str, slot: int) -> None:
+        machine = runner(self.lab, vm)
+        assert machine is not None, f"{vm} runs nowhere"
+        text = f"{self.scenario} {vm} slot {slot} on {machine.name} at {time.time():.3f}"
+        write_marker(self.lab, machine, vm, slot, text)
+        self.written[(vm, slot)] = text
+
+    def lost(self) -> list[str]:
+        """Every marker not on the disk of the node that runs its VM now."""
+        missing = []
+        for (vm, slot), text in sorted(self.written.items()):
+            machine = runner(self.lab, vm)
+            found = read_marker(self.lab, machine, vm, slot) if machine else "(VM runs nowhere)"
+            if found != text:
+                missing.append(f"{vm} slot {slot}: wrote {text!r}, found {found!r}")
+        return missing
+
+
+def vms_of(lab: Lab) -> dict[str, Any]:
+    vms: dict[str, Any] = kiss_pillar(lab)["vms"]
+    return vms
+
+
+def settle(lab: Lab, vms: dict[str, Any], what: str) -> float:
+    return wait_until(what, lambda: settled_clean(lab, vms), SETTLE_TIMEOUT)
+
+
+def check(lab: Lab, sampler: Sampler, markers: Markers) -> None:
+    assert sampler.both_ran() == []
+    assert split_brains(lab) == []
+    assert markers.lost() == []
+
+
+def mark_survivor_runs(lab: Lab, vms: dict[str, Any], markers: Markers, stop: threading.Event):
+    """While the fault lasts: a marker for each VM of node1's once node2 runs it."""
+    while not stop.is_set():
+        state = snapshot(lab.node2)
+        for vm, record in vms.items():
+            moved = record["primary_on"] == "node1" and vm_running(state, vm)
+            if moved and (vm, DURING) not in markers.written:
+                markers.write(vm, DURING)
+        stop.wait(2)
+
+
+@pytest.mark.parametrize("seconds", [5, 20, 60])
+def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> None:
+    """node1 stopped for `seconds` (SIGSTOP to its qemu), then resumed. A short hang moves
+    nothing; a long one lets node2 take node1's VMs, and node1, resumed with its I/O frozen,
+    stands down: it kills its copies of the VMs and resyncs from node2 before failback."""
+    lab = rolled_out
+    vms = vms_of(lab)
+    settle(lab, vms, "settled before the hang")
+    markers = Markers(lab, f"hang {seconds}s")
+    for vm in vms:
+        markers.write(vm, BEFORE)
+    stop = threading.Event()
+    watcher = threading.Thread(target=mark_survivor_runs, args=(lab, vms, markers, stop))
+    with Sampler(lab) as sampler:
+        watcher.start()
+        try:
+            lab.node1.hang(seconds)
+        finally:
+            stop.set()
+            watcher.join()
+        took = settle(lab, vms, f"settled after a {seconds} s hang of node1")
+    lab.record(f"hang {seconds}s: resumed -> settled", took)
+    lab.record(f"hang {seconds}s: VMs that ran on node2", len([k for k in markers.written
+                                                               if k[1] == DURING]))  # fmt: skip
+    check(lab, sampler, markers)
+
+
+def test_a_cut_storage_link_outdates_the_peer_and_moves_nothing(rolled_out: Lab) -> None:
+    lab = rolled_out
+    vms = vms_of(lab)
+    settle(lab, vms, "settled before the cut")
+    markers = Markers(lab, "storage cut")
+    for vm in vms:
+        markers.write(vm, BEFORE)
+    with Sampler(lab) as sampler:
+        lab.node1.set_link(STORAGE_NIC, up=False)
+        cut_at = time.monotonic()
+        try:
+            wait_until(
+                "each side's copy of the other's VMs Outdated",
+                lambda: stale_copies_outdated(lab, vms), 120,
+            )  # fmt: skip
+            for vm in vms:
+                markers.write(vm, DURING)  # written while the peer's copy is stale
+            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+        finally:
+            lab.node1.set_link(STORAGE_NIC, up=True)
+        took = settle(lab, vms, "settled after the storage link is back")
+    lab.record("storage cut 30s: healed -> settled", took)
+    check(lab, sampler, markers)
+
+
+def stale_copies_outdated(lab: Lab, vms: dict[str, Any]) -> bool:
+    """On each node, the copies of the VMs the other node runs are Outdated."""
+    for machine in lab.nodes:
+        volumes = snapshot(machine).get("drbd", {})
+        for name, volume in volumes.items():
+            home = vms[name.split("/")[0]]["primary_on"]
+            if home != machine.name and volume.get("disk") != "Outdated":
+                return False
+    return True
+
+
+def test_a_crash_while_the_peer_is_stale_never_starts_the_stale_copy(rolled_out: Lab) -> None:
+    """Storage link cut, then node1 crashes: node2's copies of web and mail are Outdated, so
+    node2 keeps running db and refuses to start web and mail on stale data (reported in its
+    journal and by `kissclusterd status`); they run again when node1 is back."""
+    lab = rolled_out
+    vms = vms_of(lab)
+    settle(lab, vms, "settled before the cut")
+    markers = Markers(lab, "cut then crash")
+    node1_vms = [vm for vm, record in vms.items() if record["primary_on"] == "node1"]
+    with Sampler(lab) as sampler:
+        lab.node1.set_link(STORAGE_NIC, up=False)
+        wait_until("node2's copies of node1's VMs Outdated",
+                   lambda: stale_copies_outdated(lab, vms), 120)  # fmt: skip
+        for vm in vms:
+            markers.write(vm, DURING)  # node2 never gets these: they must survive on node1
+        lab.node1.kill()
+        lab.node1.set_link(STORAGE_NIC, up=True)  # the link is fine; node1 is dead
+        wait_until(
+            "node2 on all-vms",
+            lambda: snapshot(lab.node2).get("targets", {}).get("all-vms.target") == "active",
+            TAKEOVER_TIMEOUT,
+        )
+        time.sleep(60)  # node2 must hold out on stale copies, not start them after a while
+        state = snapshot(lab.node2)
+        assert not any(vm_running(state, vm) for vm in node1_vms), state["units"]
+        journal = lab.sh(lab.node2, "journalctl", "-u", "drbd-resource@web", "--no-pager")
+        assert "refusing to run on this copy" in journal
+        began = time.monotonic()
+        cluster.boot(lab.layout, lab.progress, ("node1",))
+        took = settle(lab, vms, "settled after node1 is back")
+    lab.record("cut then crash: node1 boot -> settled", time.monotonic() - began)
+    lab.record("cut then crash: settled after boot", took)
+    check(lab, sampler, markers)
