@@ -37,6 +37,9 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     # and promotions refused until it answers (see kisscluster/heartbeat/fence.py).
     fence_timeout = 5
     peer_silent = takeover
+    # A peer that answers "not yet" (its DRBD has not noticed the lost link: that takes its
+    # ping interval, 10 s by default) is asked again for up to fence_patience seconds.
+    fence_patience = 60
     # The DRBD 8.4 front end the handlers run (default drbdadm).
     drbdadm = /usr/lib/drbd/drbdadm-84
 
@@ -78,6 +81,7 @@ KEYS = (
     "init_dead",
     "action",
     "fence_timeout",
+    "fence_patience",
     "peer_silent",
     "drbdadm",
 )
@@ -99,6 +103,7 @@ class Config:
     action: tuple[str, ...]  # argument list with "{state}" placeholders
     source: Path
     fence_timeout: float = 5.0
+    fence_patience: float = 60.0
     peer_silent: str = "takeover"
     drbdadm: str = "drbdadm"
 
@@ -213,6 +218,7 @@ def parse(text: str, source: Path) -> Config:
             f"{where('init_dead')}: {init_dead} s must be at least the dead time ({dead_time} s)"
         )
     fence_timeout = _seconds(where("fence_timeout"), values.get("fence_timeout", "5"))
+    fence_patience = _seconds(where("fence_patience"), values.get("fence_patience", "60"))
     peer_silent = values.get("peer_silent", "takeover").strip()
     if peer_silent not in PEER_SILENT:
         raise ConfigError(f"{where('peer_silent')}: {peer_silent!r} is not one of {PEER_SILENT}")
@@ -229,6 +235,7 @@ def parse(text: str, source: Path) -> Config:
         action=_action(where("action"), values.get("action", DEFAULT_ACTION)),
         source=source,
         fence_timeout=fence_timeout,
+        fence_patience=fence_patience,
         peer_silent=peer_silent,
         drbdadm=drbdadm,
     )

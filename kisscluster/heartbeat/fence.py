@@ -63,7 +63,8 @@ def ask_peer(
     resource: str,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[outdate.Answer | None, bool]:
-    """Ask the peer to outdate `resource` until it gives a final answer or fence_timeout ends.
+    """Ask the peer to outdate `resource` until it gives a final answer, or it is silent for
+    fence_timeout, or it keeps answering "retry" for fence_patience seconds.
     Returns (final answer or None, whether the peer answered at all)."""
     nonce = secrets.token_bytes(16)
     sockets = {net: _socket(identity.own[net]) for net in identity.own}
@@ -72,8 +73,9 @@ def ask_peer(
         with selectors.DefaultSelector() as selector:
             for net, sock in sockets.items():
                 selector.register(sock, selectors.EVENT_READ, net)
-            deadline = clock() + config.fence_timeout
-            next_send = clock()
+            began = clock()
+            deadline = began + config.fence_timeout
+            next_send = began
             while clock() < deadline:
                 if clock() >= next_send:
                     for net, sock in sockets.items():
@@ -92,6 +94,8 @@ def ask_peer(
                     heard = True
                     if reply.answer != outdate.Answer.RETRY:
                         return reply.answer, heard
+                    patience = min(began + config.fence_patience, clock() + config.fence_timeout)
+                    deadline = max(deadline, patience)
     finally:
         for sock in sockets.values():
             sock.close()

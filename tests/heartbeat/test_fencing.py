@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def drbd(lab: netlab.Lab, node: str) -> dict[str, dict[str, str]]:
 
 
 def fence_peer(
-    lab: netlab.Lab, clock_offset: Path | None = None, run_dir: Path | None = None
+    lab: netlab.Lab,
+    clock_offset: Path | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[int, float, str]:
     """Run the handler on n1 as DRBD does: its exit code, duration and journal lines. Its
     run dir (where it reads what n1's daemon hears) is n1's unless given."""
@@ -89,11 +92,27 @@ def test_a_primary_peer_is_reported_and_keeps_its_copy(lab):
     assert drbd(lab, "n2")["web"]["dstate"] == "UpToDate"
 
 
-def test_a_peer_whose_drbd_still_sees_us_is_never_claimed_dead(lab):
+def test_a_peer_whose_drbd_still_sees_us_is_asked_again_until_it_notices(lab):
+    # The peer's DRBD notices a lost link only after its ping interval: until then it answers
+    # "retry", and the handler keeps asking instead of giving up at fence_timeout.
+    set_drbd(lab, "n2", web={**ALONE, "cstate": "Connected"})
+    notices = threading.Timer(5, set_drbd, (lab, "n2"), {"web": ALONE})
+    notices.start()
+    try:
+        code, took, log = fence_peer(lab)
+    finally:
+        notices.cancel()
+    assert code == 4, log
+    assert took >= 5
+    assert drbd(lab, "n2")["web"]["dstate"] == "Outdated"
+
+
+def test_a_peer_that_never_notices_is_still_never_claimed_dead(lab):
+    lab.write_config(drbdadm=lab.root / "drbdadm", fence_timeout=2, fence_patience=4)
     set_drbd(lab, "n2", web={**ALONE, "cstate": "Connected"})
     code, took, log = fence_peer(lab)
-    assert code == 1, log  # I/O stays frozen, promotion refused: DRBD will ask again
-    assert took >= 3
+    assert code == 1, log  # I/O stays frozen, promotion refused: the peer lives
+    assert took >= 4
     assert drbd(lab, "n2")["web"]["dstate"] == "UpToDate"
 
 
@@ -140,6 +159,7 @@ def test_a_peer_our_daemon_hears_is_never_claimed_dead(lab):
 def test_a_requester_whose_clock_lags_after_a_hang_hears_retry_not_silence(lab, tmp_path):
     offset = tmp_path / "offset"
     offset.write_text("-30")  # the guest clock of a node resumed from a 30 s stop
+    lab.write_config(drbdadm=lab.root / "drbdadm", fence_timeout=2, fence_patience=4)
     code, _, log = fence_peer(lab, clock_offset=offset, run_dir=tmp_path / "no-daemon")
     assert code == 1, log  # not 5: the peer answered, it just will not act on a stale request
     assert drbd(lab, "n2")["web"]["dstate"] == "UpToDate"

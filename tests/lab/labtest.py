@@ -1,11 +1,12 @@
 """Helpers of the lab tests: the session's Lab, polling, snapshots of both nodes, and the
 sampler that checks no VM ever runs on both nodes."""
 
+import contextlib
 import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,8 @@ class Sampler:
             machine.name: [] for machine in lab.nodes
         }
         self._stop = threading.Event()
+        self._idle = {machine.name: threading.Event() for machine in lab.nodes}
+        self._held: set[str] = set()
         self._threads = [
             threading.Thread(target=self._run, args=(machine,), daemon=True)
             for machine in lab.nodes
@@ -110,8 +113,25 @@ class Sampler:
         for thread in self._threads:
             thread.join(timeout=120)
 
+    @contextlib.contextmanager
+    def held(self, machine: Machine) -> Iterator[None]:
+        """No sample of `machine` in flight or started inside this block. For a hang: a probe
+        that spans it shows the node either before or after, and would overlap every sample
+        of the peer taken meanwhile."""
+        self._idle[machine.name].clear()
+        self._held.add(machine.name)
+        self._idle[machine.name].wait(timeout=120)
+        try:
+            yield
+        finally:
+            self._held.discard(machine.name)
+
     def _run(self, machine: Machine) -> None:
         while not self._stop.is_set():
+            if machine.name in self._held:
+                self._idle[machine.name].set()
+                self._stop.wait(0.1)
+                continue
             began = time.monotonic()
             try:
                 state = snapshot(machine)
