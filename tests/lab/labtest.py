@@ -84,10 +84,10 @@ class Sampler:
     both nodes and no DRBD volume was ever primary on both. A sample is (began, ended, state):
     the node was in that state at some moment between the two (host monotonic seconds).
 
-    A writer is a VM or volume that can get a write acknowledged. A Primary whose I/O DRBD
-    holds frozen (fencing: `io` "s", until the fence-peer handler has decided) acknowledges
-    nothing, nor does the qemu process on it: a node resumed from a hang is such a Primary
-    until it stands down, and is not counted as a second writer."""
+    A writer is a VM or volume that can get a write acknowledged (see _writes). A node resumed
+    from a hang is a Primary that acknowledges nothing until it stands down: its DRBD first
+    still believes itself connected (and waits for acks that never come), then holds its I/O
+    frozen (fencing) until the fence-peer handler has decided. It is not a second writer."""
 
     def __init__(self, lab: Lab, every: float = 1.0) -> None:
         self.lab = lab
@@ -159,38 +159,55 @@ class Sampler:
                 if other_began > ended or began > other_ended:
                     continue
                 at = f"t={max(began, other_began):.0f}"
-                found += [f"{at}: {u} active on both" for u in sorted(_vms(first) & _vms(second))]
+                found += [
+                    f"{at}: {u} active on both ({_volumes(first, u)} | {_volumes(second, u)})"
+                    for u in sorted(_vms(first, second) & _vms(second, first))
+                ]
                 found += [
                     f"{at}: {v} Primary on both"
-                    for v in sorted(_primaries(first) & _primaries(second))
+                    for v in sorted(_primaries(first, second) & _primaries(second, first))
                 ]
         return found
 
 
-def _frozen(state: dict[str, Any], vm: str) -> bool:
-    """Every volume of `vm` is a Primary with I/O frozen by fencing."""
-    volumes = [v for k, v in state.get("drbd", {}).items() if k.split("/")[0] == vm]
-    return bool(volumes) and all(v.get("role") == "Primary" and v.get("io") == "s" for v in volumes)
+def _volumes(state: dict[str, Any], unit: str) -> str:
+    """The DRBD state of a VM unit's volumes in a snapshot, for a message."""
+    vm = unit[3:-8]
+    return ", ".join(
+        f"{k} {v.get('cs')} {v.get('role')}/{v.get('peer_role')} io {v.get('io')}"
+        for k, v in sorted(state.get("drbd", {}).items())
+        if k.split("/")[0] == vm
+    )
 
 
-def _vms(state: dict[str, Any]) -> set[str]:
-    """The VM units active in a snapshot whose I/O is not frozen."""
-    units = state.get("units", {})
-    return {
-        unit
-        for unit, active in units.items()
-        if unit.startswith("vm@") and active == "active" and not _frozen(state, unit[3:-8])
-    }
+def _writes(state: dict[str, Any], other: dict[str, Any], volume: str) -> bool:
+    """Whether `volume` can get a write acknowledged on the node of `state`, seen beside a
+    sample of the peer taken at about the same time. Not when it is Secondary, nor when DRBD
+    holds its I/O frozen (fencing), nor when it still believes itself Connected while the peer
+    is a Primary that is not: with protocol C a write completes only once the peer acked it,
+    and a Primary peer is never connected to another Primary."""
+    mine, theirs = state.get("drbd", {}).get(volume, {}), other.get("drbd", {}).get(volume, {})
+    if mine.get("role") != "Primary" or mine.get("io") == "s":
+        return False
+    stale_view = theirs.get("role") == "Primary" and theirs.get("cs") != "Connected"
+    return not (mine.get("cs") == "Connected" and stale_view)
 
 
-def _primaries(state: dict[str, Any]) -> set[str]:
-    """The DRBD volumes Primary, with I/O not frozen, in a snapshot."""
-    volumes = state.get("drbd", {})
-    return {
-        volume
-        for volume, drbd in volumes.items()
-        if drbd.get("role") == "Primary" and drbd.get("io") != "s"
-    }
+def _vms(state: dict[str, Any], other: dict[str, Any]) -> set[str]:
+    """The VM units active in a snapshot that can get a write acknowledged (see _writes)."""
+    found = set()
+    for unit, active in state.get("units", {}).items():
+        if not unit.startswith("vm@") or active != "active":
+            continue
+        volumes = [k for k in state.get("drbd", {}) if k.split("/")[0] == unit[3:-8]]
+        if not volumes or any(_writes(state, other, v) for v in volumes):
+            found.add(unit)
+    return found
+
+
+def _primaries(state: dict[str, Any], other: dict[str, Any]) -> set[str]:
+    """The DRBD volumes in a snapshot that can get a write acknowledged (see _writes)."""
+    return {volume for volume in state.get("drbd", {}) if _writes(state, other, volume)}
 
 
 def runner(lab: Lab, vm: str) -> Machine | None:
