@@ -3,6 +3,7 @@ kiss-nuke-vm."""
 
 import argparse
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,11 @@ def _node_command(args: argparse.Namespace) -> int:
         outcome = nodeside.check(node, args.commit)
     elif args.action == "apply" and args.candidate_stdin:
         with tempfile.TemporaryDirectory(prefix="kiss-configure-candidate-") as scratch:
-            candidate = nodeside.unpack_candidate(sys.stdin.read(), Path(scratch))
+            try:
+                candidate = nodeside.unpack_candidate(sys.stdin.read(), Path(scratch))
+            except (ValueError, tarfile.TarError) as exc:  # binascii.Error is a ValueError
+                print(nodeside.Outcome(node.minion_id, False, [str(exc)]).to_json())
+                return 1
             outcome = nodeside.apply(node, args.commit, args.sls, True, candidate)
     elif args.action == "apply":
         outcome = nodeside.apply(node, args.commit, args.sls, args.test)

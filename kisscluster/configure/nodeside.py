@@ -123,9 +123,35 @@ def pack_candidate(candidate: Path) -> str:
 
 
 def unpack_candidate(text: str, into: Path) -> Path:
+    """Unpack what pack_candidate sent into the directory `into`.
+
+    A site is directories and regular files under CONFIG_PATHS and nothing else: any other
+    member (a link, a device, a path that is absolute, climbs with `..` or lies outside those
+    directories) is refused before anything is written. Written by hand rather than with
+    `extractall(filter="data")`, which Debian 12's Python 3.11.2 lacks (it came in 3.11.4)."""
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(text)), mode="r:gz") as archive:
-        archive.extractall(into, filter="data")
+        members = archive.getmembers()
+        for member in members:
+            _check_member(member)
+        for member in members:
+            target = into.joinpath(*Path(member.name).parts)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = archive.extractfile(member)
+            assert source is not None  # a regular file, checked above
+            with source, open(target, "xb") as copy:
+                shutil.copyfileobj(source, copy)
     return into
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    path = Path(member.name)
+    if not (member.isfile() or member.isdir()):
+        raise ValueError(f"candidate archive: {member.name!r} is not a file or directory")
+    if path.is_absolute() or ".." in path.parts or path.parts[0] not in CONFIG_PATHS:
+        raise ValueError(f"candidate archive: {member.name!r} lies outside the site")
 
 
 def candidate_config(node: Node, candidate: Path, into: Path) -> Path:

@@ -1,0 +1,64 @@
+"""The candidate site a dry run sends to the peer: packed on the primary, unpacked on the peer
+under Debian 12's Python 3.11.2 (no tarfile extraction filters), refusing a hostile archive."""
+
+import base64
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kisscluster.configure import nodeside
+
+
+def test_a_site_round_trips(example_site: Path, tmp_path: Path):
+    text = nodeside.pack_candidate(example_site)
+    into = nodeside.unpack_candidate(text, tmp_path / "candidate")
+    for part in nodeside.CONFIG_PATHS:
+        for original in (example_site / part).rglob("*"):
+            copy = into / original.relative_to(example_site)
+            assert (
+                copy.is_dir() if original.is_dir() else copy.read_bytes() == original.read_bytes()
+            )
+
+
+def archive(add) -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        add(tar)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def member(tar: tarfile.TarFile, name: str, kind: bytes = tarfile.REGTYPE, **fields) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    data = b"x: 1\n" if kind == tarfile.REGTYPE else b""
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+HOSTILE = {
+    "absolute path": lambda t: member(t, "/tmp/kisscluster-owned"),
+    "climbs out": lambda t: member(t, "pillar/../../kisscluster-owned"),
+    "outside the site": lambda t: member(t, "etc/cron.d/owned"),
+    "symlink out": lambda t: member(t, "pillar/top.sls", tarfile.SYMTYPE, linkname="/etc/passwd"),
+    "hard link out": lambda t: member(t, "pillar/x", tarfile.LNKTYPE, linkname="/etc/shadow"),
+    "device": lambda t: member(t, "pillar/sda", tarfile.BLKTYPE, devmajor=8, devminor=0),
+    "fifo": lambda t: member(t, "vm-config/pipe", tarfile.FIFOTYPE),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_hostile_archive_is_refused_before_anything_is_written(tmp_path: Path, kind: str):
+    def add(tar: tarfile.TarFile) -> None:
+        member(tar, "pillar/cluster.yml")  # a harmless member first: it must not be written
+        HOSTILE[kind](tar)
+
+    into = tmp_path / "deep" / "candidate"
+    into.mkdir(parents=True)
+    with pytest.raises(ValueError, match="candidate archive"):
+        nodeside.unpack_candidate(archive(add), into)
+    assert list(into.iterdir()) == []
+    assert not (tmp_path / "kisscluster-owned").exists()
