@@ -27,7 +27,7 @@ setup(
     description="Highly available KVM VMs on two nodes: LVM, DRBD, systemd, Salt, git",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.11",
+    python_requires=">=3.11.2",  # Debian 12's Python: the nodes run it, CI tests under it
     packages=find_packages(include=["kisscluster", "kisscluster.*"]),
     include_package_data=True,
     scripts=sorted(str(p.relative_to(HERE)) for p in (HERE / "scripts").iterdir() if p.is_file()),

@@ -54,6 +54,10 @@ def test_node_files_applied_then_second_apply_changes_nothing(node1):
         "dead_time = 3\n"
         "init_dead = 60\n"
         "action = systemctl start {state}.target\n"
+        "fence_timeout = 5\n"
+        "fence_patience = 60\n"
+        "peer_silent = takeover\n"
+        f"drbdadm = {node1.lookup['drbdadm']}\n"  # kiss.drbdadm: the handlers use the node's
     )
     second = node1.apply("kiss.node.files")
     results_ok(second)
