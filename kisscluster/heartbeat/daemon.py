@@ -157,6 +157,7 @@ class ActionRunner:
     def __init__(self) -> None:
         self.running: tuple[str, subprocess.Popen[bytes]] | None = None
         self.queued: tuple[str, list[str]] | None = None
+        self.superseded = False
 
     def idle(self) -> bool:
         return self.running is None and self.queued is None
@@ -165,8 +166,14 @@ class ActionRunner:
         if self.running is not None and self.running[1].poll() is None:
             log.info("action for %s superseded by %s", self.running[0], label)
             self.running[1].terminate()
+            self.superseded = True
         self.queued = (label, argv)
         self.poll()
+
+    @staticmethod
+    def _say(label: str, message: str, *args: object) -> None:
+        """Actions in the journal; the routine look for failed starts only when debugging."""
+        log.log(logging.DEBUG if label == RETRY else logging.INFO, message, label, *args)
 
     def poll(self) -> tuple[str, int] | None:
         """Start what is queued once nothing runs; the (label, status) of an action that ended."""
@@ -177,21 +184,16 @@ class ActionRunner:
             if code is None:
                 return None
             if code == 0:
-                log.log(
-                    logging.DEBUG if label == RETRY else logging.INFO, "action for %s done", label
-                )
+                self._say(label, "action for %s done")
+            elif self.superseded:
+                self._say(label, "action for %s ended (superseded)")
             elif code != RETRIED:
                 log.error("action for %s exited with status %d", label, code)
-            self.running, ended = None, (label, code)
+            self.running, ended, self.superseded = None, (label, code), False
         if self.queued is not None:
             label, argv = self.queued
             self.queued = None
-            log.log(
-                logging.DEBUG if label == RETRY else logging.INFO,
-                "running action for %s: %s",
-                label,
-                argv,
-            )
+            self._say(label, "running action for %s: %s", argv)
             try:
                 self.running = (label, subprocess.Popen(argv, stdin=subprocess.DEVNULL))
             except OSError as exc:
@@ -205,7 +207,7 @@ class Responder(threading.Thread):
 
     def __init__(self, daemon: "Daemon") -> None:
         super().__init__(name="outdate", daemon=True)
-        self.daemon_ = daemon
+        self.owner = daemon
         self.requests: queue.SimpleQueue[tuple[str, bytes, tuple[str, int]]] = queue.SimpleQueue()
         self.answered: dict[bytes, tuple[float, outdate.Answer]] = {}
         self._log = Throttle(DROP_LOG_PERIOD)
@@ -219,7 +221,7 @@ class Responder(threading.Thread):
                 log.exception("outdate request on %s from %s", net, source[0])
 
     def handle(self, net: str, datagram: bytes, source: tuple[str, int]) -> None:
-        daemon = self.daemon_
+        daemon = self.owner
         peer = daemon.identity.peer[net]
         try:
             request = outdate.decode_request(datagram, daemon.secret)
@@ -235,6 +237,7 @@ class Responder(threading.Thread):
         known = self.answered.get(request.nonce)
         window = daemon.config.rules.dead_time + daemon.config.fence_timeout
         skew = request.timestamp - time.time()
+        answer: outdate.Answer
         if known is not None and known[1] != outdate.Answer.RETRY:
             answer = known[1]
         elif abs(skew) > window:
