@@ -31,7 +31,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from kisscluster import names
@@ -61,11 +60,11 @@ def ask_peer(
     secret: bytes,
     identity: Identity,
     resource: str,
-    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[outdate.Answer | None, bool]:
     """Ask the peer to outdate `resource` until it gives a final answer, or it is silent for
     fence_timeout, or it keeps answering "retry" for fence_patience seconds.
     Returns (final answer or None, whether the peer answered at all)."""
+    clock = time.monotonic
     nonce = secrets.token_bytes(16)
     sockets = {net: _socket(identity.own[net]) for net in identity.own}
     heard = False
