@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         "up", help="boot both nodes, install kisscluster, kiss.node, kiss-init, kiss-configure"
     )
     commands.add_parser("down", help="power both nodes off and remove their disks")
-    commands.add_parser("status", help="targets, VM units and DRBD state of both nodes")
+    show = commands.add_parser("status", help="targets, VM units and DRBD state of both nodes")
+    show.add_argument("--json", action="store_true", help="both nodes' probes as one JSON object")
     ssh = commands.add_parser("ssh", help="a shell (or a command) on a node")
     ssh.add_argument("node", choices=NODES)
     ssh.add_argument("remote", nargs=argparse.REMAINDER, help="command to run instead of a shell")
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             cluster.down(layout, progress)
         elif args.command == "status":
-            print(cluster.status(layout))
+            print(cluster.status(layout, args.json))
         elif args.command == "ssh":
             require_host_tools(["ssh"])
             machine = Machine(layout, args.node)

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from kisscluster.heartbeat import status as heartbeat_status
 from kisscluster.lab.image import VENV, ensure_image
 from kisscluster.lab.layout import (
     NODES,
@@ -178,7 +179,7 @@ def render_status(name: str, state: dict[str, Any] | None) -> str:
     lines = [f"{name}: up, target {' '.join(active)}"]
     daemon = state.get("kissclusterd")
     if daemon:
-        lines.append(f"  kissclusterd: {json.dumps(daemon, sort_keys=True)}")
+        lines += [f"  kissclusterd {line}" for line in heartbeat_status.render(daemon).splitlines()]
     for unit, status in sorted(state["units"].items()):
         lines.append(f"  {unit:32} {status}")
     for volume, drbd in sorted(state["drbd"].items()):
@@ -186,15 +187,21 @@ def render_status(name: str, state: dict[str, Any] | None) -> str:
             f"  drbd {volume:12} minor {drbd['minor']:<3} {drbd.get('cs', '?'):14} "
             f"{drbd.get('role', '?')}/{drbd.get('peer_role', '?')} "
             f"{drbd.get('disk', '?')}/{drbd.get('peer_disk', '?')}"
+            + (" I/O frozen" if drbd.get("io") == "s" else "")
         )
     return "\n".join(lines)
 
 
-def status(layout: Layout) -> str:
-    lines = []
+def status(layout: Layout, as_json: bool = False) -> str:
+    """Both nodes as a table, or (as_json) as one JSON object of their probes by node name,
+    null for a node that is off and {"error": ...} for one that does not answer."""
+    lines, states = [], {}
     for machine in machines(layout):
         try:
-            lines.append(render_status(machine.name, snapshot(machine)))
+            state = snapshot(machine)
+            lines.append(render_status(machine.name, state))
         except (LabError, json.JSONDecodeError, subprocess.SubprocessError) as exc:
+            state = {"error": str(exc)}
             lines.append(f"{machine.name}: powered on, not answering ({exc})")
-    return "\n".join(lines)
+        states[machine.name] = state
+    return json.dumps(states, sort_keys=True) if as_json else "\n".join(lines)
