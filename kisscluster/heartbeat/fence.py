@@ -179,32 +179,33 @@ def stand_down(config_path: Path, resource: str) -> int:
     """This node was Primary while the peer took the resource over: make sure the guest here
     never sees another write acknowledged, and turn this copy into the peer's sync target.
 
-    The guest's qemu is killed first, while DRBD still holds its I/O frozen: whatever it had
-    in flight is never acknowledged to it. Then DRBD is cut off from the peer (so nothing
-    frozen is resent into the peer's newer data), its frozen requests are released to the dead
-    process, the device is demoted, invalidated (a full resync: blocks this side wrote but the
-    peer never got are overwritten too) and reconnected as the sync target.
+    The guest's qemu is killed first, while DRBD still holds its I/O frozen. DRBD is then cut
+    off from the peer (nothing frozen is resent into the peer's newer data) and from its disk
+    (a force-detach: from here on this side holds no data), and only then are the frozen
+    requests released, failing, to the dead process. Once demoted, the copy is given fresh
+    metadata, so that it comes back as a new disk: a full resync from the peer, which also
+    overwrites whatever this side wrote that the peer never got.
     """
     resource = names.validate_vm_name(resource)
     drbdadm = load(config_path).drbdadm
     unit = f"vm@{resource}.service"
-    steps = [
+    for argv in (
         ["systemctl", "kill", "--signal=SIGKILL", unit],
         ["systemctl", "stop", "--no-block", unit],
         [drbdadm, "disconnect", resource],
+        [drbdadm, "detach", "--force", resource],
         [drbdadm, "resume-io", resource],
-    ]
-    for argv in steps:
-        _step(argv)
-    _wait_inactive(unit, timeout=60)
-    for argv in (
-        ["systemctl", "stop", f"drbd-resource@{resource}.service"],
-        [drbdadm, "secondary", resource],
-        [drbdadm, "invalidate", resource],
-        [drbdadm, "connect", resource],
     ):
         _step(argv)
-    log.warning("stand-down %s: done; this copy resyncs from the peer", resource)
+    _until_ok([drbdadm, "secondary", resource], timeout=60)
+    for argv in (
+        ["systemctl", "stop", f"drbd-resource@{resource}.service"],
+        [drbdadm, "down", resource],
+        [drbdadm, "--force", "create-md", resource],
+        [drbdadm, "up", resource],
+    ):
+        _step(argv)
+    log.warning("stand-down %s: done; this copy resyncs in full from the peer", resource)
     return 0
 
 
@@ -214,16 +215,16 @@ def _step(argv: list[str]) -> None:
     log.warning("stand-down: %s: %s", " ".join(argv), outcome)
 
 
-def _wait_inactive(unit: str, timeout: float) -> None:
+def _until_ok(argv: list[str], timeout: float) -> None:
+    """Retry `argv` until it works: the killed qemu lets go of the device once its I/O ended."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done = subprocess.run(
-            ["systemctl", "is-active", unit], capture_output=True, text=True, check=False
-        )
-        if done.stdout.strip() in ("inactive", "failed"):
-            return
-        time.sleep(0.5)
-    log.error("stand-down: %s still not stopped after %.0f s", unit, timeout)
+    while True:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    outcome = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
+    log.warning("stand-down: %s: %s", " ".join(argv), outcome)
 
 
 EVENTS = {
