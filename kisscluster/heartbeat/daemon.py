@@ -40,6 +40,9 @@ BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 RETRY_MIN, RETRY_MAX = 30.0, 480.0
 RETRY = "retry"  # the label of those looks in the ActionRunner
 ANSWER_MEMORY = 60.0  # seconds a final answer to an outdate request is remembered
+# Seconds a "retry" answer is repeated without asking DRBD again: the asking side sends every
+# half second on both nets, and each look at DRBD takes a while on a slow node.
+RETRY_MEMORY = 1.0
 
 
 class ExitCode(enum.IntEnum):
@@ -238,7 +241,9 @@ class Responder(threading.Thread):
         window = daemon.config.rules.dead_time + daemon.config.fence_timeout
         skew = request.timestamp - time.time()
         answer: outdate.Answer
-        if known is not None and known[1] != outdate.Answer.RETRY:
+        if known is not None and (
+            known[1] != outdate.Answer.RETRY or now - known[0] < RETRY_MEMORY
+        ):
             answer = known[1]
         elif abs(skew) > window:
             # Not acted on (it may be a replay), but answered: a peer whose clock lags after a

@@ -93,8 +93,8 @@ def ask_peer(
                     heard = True
                     if reply.answer != outdate.Answer.RETRY:
                         return reply.answer, heard
-                    patience = min(began + config.fence_patience, clock() + config.fence_timeout)
-                    deadline = max(deadline, patience)
+                    # It lives: wait for its DRBD to notice, however slow its answers come.
+                    deadline = max(deadline, began + config.fence_patience)
     finally:
         for sock in sockets.values():
             sock.close()
