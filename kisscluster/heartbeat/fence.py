@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kisscluster import names
@@ -60,10 +61,12 @@ def ask_peer(
     secret: bytes,
     identity: Identity,
     resource: str,
+    alive: Callable[[], bool],
 ) -> tuple[outdate.Answer | None, bool]:
     """Ask the peer to outdate `resource` until it gives a final answer, or it is silent for
-    fence_timeout, or it keeps answering "retry" for fence_patience seconds.
-    Returns (final answer or None, whether the peer answered at all)."""
+    fence_timeout, or fence_patience runs out on a peer known to live: one that answers
+    "retry", or that this node's daemon still hears (`alive`), may just be slow to answer.
+    Returns (final answer or None, whether the peer is known to live)."""
     clock = time.monotonic
     nonce = secrets.token_bytes(16)
     sockets = {net: _socket(identity.own[net]) for net in identity.own}
@@ -74,8 +77,9 @@ def ask_peer(
                 selector.register(sock, selectors.EVENT_READ, net)
             began = clock()
             deadline = began + config.fence_timeout
+            patience = began + config.fence_patience
             next_send = began
-            while clock() < deadline:
+            while clock() < deadline or (not heard and clock() < patience and alive()):
                 if clock() >= next_send:
                     for net, sock in sockets.items():
                         request = outdate.Request(identity.own[net], time.time(), nonce, resource)
@@ -85,7 +89,7 @@ def ask_peer(
                                 (str(identity.peer[net]), config.port),
                             )
                     next_send = clock() + RESEND
-                wait = max(0.0, min(next_send, deadline) - clock())
+                wait = max(0.0, next_send - clock())
                 for key, _ in selector.select(wait):
                     reply = _reply(key.fileobj, identity.peer[key.data], secret, nonce)
                     if reply is None:
@@ -94,7 +98,7 @@ def ask_peer(
                     if reply.answer != outdate.Answer.RETRY:
                         return reply.answer, heard
                     # It lives: wait for its DRBD to notice, however slow its answers come.
-                    deadline = max(deadline, began + config.fence_patience)
+                    deadline = max(deadline, patience)
     finally:
         for sock in sockets.values():
             sock.close()
@@ -152,8 +156,12 @@ def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int
     secret = read_secret(config.secret_file)
     identity = identify(config)
     began = time.monotonic()
-    answer, heard = ask_peer(config, secret, identity, resource)
-    heard = heard or daemon_hears_peer(run_dir, config.rules.dead_time)
+
+    def alive() -> bool:
+        return daemon_hears_peer(run_dir, config.rules.dead_time)
+
+    answer, heard = ask_peer(config, secret, identity, resource, alive)
+    heard = heard or alive()
     primary_here = is_primary(config.drbdadm, resource)
     code, why = exit_code(answer, heard, config.peer_silent, primary_here)
     log.warning(

@@ -146,13 +146,15 @@ def heard_lately(lab: netlab.Lab) -> bool:
 def test_a_peer_our_daemon_hears_is_never_claimed_dead(lab):
     # The requests go unanswered (they leave on ports the peer drops), yet n1's daemon still
     # hears n2's heartbeats: n2 lives, and DRBD must keep waiting.
+    lab.write_config(drbdadm=lab.root / "drbdadm", fence_timeout=2, fence_patience=5)
     lab.nft(
         "n2",
         "table inet deaf {\n chain input {\n type filter hook input priority 0;\n"
         f" udp dport {netlab.PORT} udp sport != {netlab.PORT} drop\n }}\n}}\n",
     )
-    code, _, log = fence_peer(lab)
+    code, took, log = fence_peer(lab)
     assert code == 1, log
+    assert took >= 5  # asked for fence_patience, not given up at fence_timeout
     assert drbd(lab, "n2")["web"]["dstate"] == "UpToDate"
 
 
