@@ -554,7 +554,9 @@ class Daemon:
         stale = [entry for entry in self.cannot_run if entry.split("/")[0].split()[0] in home]
         if stale != self.stale_copies:
             if stale:
-                log.warning("own VMs' copies not UpToDate here (the peer keeps them): %s", ", ".join(stale))
+                log.warning(
+                    "own VMs' copies not UpToDate here (the peer keeps them): %s", ", ".join(stale)
+                )
             else:
                 log.info("every copy of this node's own VMs is UpToDate here")
         self.stale_copies = stale
