@@ -23,8 +23,8 @@ from kisscluster.lab.machine import Machine
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 SOURCE_IN_GUEST = "/opt/kisscluster-src"
-SHARE_IN_GUEST = f"{VENV}/share/kisscluster"
 SITE_IN_GUEST = "/srv/kiss-configure"
+# What `kiss.node` and the operator need on root's PATH, linked from the virtual environment.
 COMMANDS = (
     "salt-call",
     "salt-run",
@@ -34,12 +34,10 @@ COMMANDS = (
     "kiss-inventory",
     "kissclusterd",
 )
-# What differs from a real node: Python with kisscluster is the venv's, the nested VMs run
-# under TCG because the guests have no KVM, and having no OS they ignore the ACPI power button,
-# so a VM stop (failback, no-vms) waits out the stop timeout before qemu is killed.
+# What differs from a real node: the nested VMs run under TCG because the guests have no KVM,
+# and having no OS they ignore the ACPI power button, so a VM stop (failback, no-vms) waits out
+# the stop timeout before qemu is killed.
 LOOKUP = {
-    "python": f"{VENV}/bin/python",
-    "kissclusterd": "/usr/local/bin/kissclusterd",
     "qemu_accel": "tcg",
     "qemu_cpu": "max",
     "vm_stop_timeout": 20,
@@ -50,6 +48,7 @@ NODE_STATE = [
     "salt-call", "--local", "--retcode-passthrough", "--state-output=terse",
     "state.apply", "kiss.node",
 ]  # fmt: skip
+EXAMPLE_MINION_ID = "id: node1\n"
 
 
 def machines(layout: Layout) -> list[Machine]:
@@ -57,22 +56,16 @@ def machines(layout: Layout) -> list[Machine]:
 
 
 def minion_config(node: str) -> str:
-    config = {
-        "file_client": "local",
-        "id": node,
-        "file_roots": {"base": [f"{SHARE_IN_GUEST}/salt/states"]},
-        "pillar_roots": {"base": [f"{SITE_IN_GUEST}/pillar"]},
-        "module_dirs": [f"{SHARE_IN_GUEST}/salt/_modules"],
-        "states_dirs": [f"{SHARE_IN_GUEST}/salt/_states"],
-        "kiss_site": SITE_IN_GUEST,
-        "kiss_lookup": LOOKUP,
-    }
-    return json.dumps(config, indent=2) + "\n"
+    """salt/minion.example with this node's id, as the README's install step writes it."""
+    example = (CHECKOUT / "salt" / "minion.example").read_text(encoding="utf-8")
+    if EXAMPLE_MINION_ID not in example:
+        raise LabError(f"salt/minion.example has no line {EXAMPLE_MINION_ID.strip()!r}")
+    return example.replace(EXAMPLE_MINION_ID, f"id: {node}\n")
 
 
-def salt_run_config() -> str:
-    example = (CHECKOUT / "salt" / "master.example").read_text(encoding="utf-8")
-    return example.replace("/usr/local/share/kisscluster", SHARE_IN_GUEST)
+def lab_settings() -> str:
+    """The lab's own minion settings (minion.d/), beside the example config."""
+    return json.dumps({"kiss_lookup": LOOKUP}, indent=2) + "\n"
 
 
 def checkout_files() -> list[Path]:
@@ -88,14 +81,17 @@ def write_guest_file(machine: Machine, path: str, text: str) -> None:
 
 
 def install_checkout(machine: Machine) -> None:
-    """Copy the checkout into the node and pip-install it into the Salt venv, offline."""
+    """The README's node install, offline: the checkout pip-installed into the virtual
+    environment, its commands linked onto root's PATH, the two Salt configs from the examples."""
     machine.push_tree(checkout_files(), CHECKOUT, SOURCE_IN_GUEST)
     machine.ssh([f"{VENV}/bin/pip", "install", "-q", "--no-deps", "--no-index",
                  "--no-build-isolation", SOURCE_IN_GUEST], timeout=600)  # fmt: skip
     for command in COMMANDS:
         machine.ssh(["ln", "-sfn", f"{VENV}/bin/{command}", f"/usr/local/bin/{command}"])
     write_guest_file(machine, "/etc/salt/minion", minion_config(machine.name))
-    write_guest_file(machine, "/etc/kisscluster/salt-run/master", salt_run_config())
+    write_guest_file(machine, "/etc/salt/minion.d/kiss-lab.conf", lab_settings())
+    master = (CHECKOUT / "salt" / "master.example").read_text(encoding="utf-8")
+    write_guest_file(machine, "/etc/kisscluster/salt-run/master", master)
 
 
 def ensure_volume_group(machine: Machine) -> None:

@@ -62,7 +62,7 @@ PYTHON_REQUIREMENTS = (
     "setuptools>=68",
     "wheel",
 )
-VENV = "/opt/kiss"
+VENV = "/opt/kisscluster"  # the documented install of a node (README, "Running a cluster")
 IMAGE_SIZE = "4G"
 READY_MARKER = "KISS-LAB-READY"
 
@@ -259,7 +259,9 @@ def _build_wheels(layout: Layout, the_recipe: Recipe) -> None:
         return
     shutil.rmtree(layout.wheels_dir, ignore_errors=True)
     layout.wheels_dir.mkdir(parents=True)
-    run(["python3", "-m", "pip", "wheel", "-q", "-w", layout.wheels_dir,
+    # --use-pep517: sdists without a pyproject.toml (contextvars) build in an isolated
+    # environment that has `wheel`, which Debian's python3-venv does not install.
+    run(["python3", "-m", "pip", "wheel", "-q", "--use-pep517", "-w", layout.wheels_dir,
          *the_recipe.python_requirements], timeout=1800)  # fmt: skip
     stamp.write_text(wanted)
 
