@@ -308,6 +308,7 @@ class Daemon:
         self.send_log = Throttle(DROP_LOG_PERIOD)
         self.last_heartbeat_wall: dict[str, float | None] = dict.fromkeys(NETS)
         self.last_ping: dict[str, Any] | None = None
+        self.last_ping_ok: float | None = None  # wall time of the switch's latest reply
         self.actions = ActionRunner()
         self.flags = {"reload": False, "stop": False}
         self.started_wall = time.time()
@@ -441,6 +442,7 @@ class Daemon:
             "peer_priority": decision.peer_priority,
             "last_heartbeat": self.last_heartbeat_wall,
             "last_ping": self.last_ping,
+            "last_ping_ok": self.last_ping_ok,
             "dropped": dict(self.dropped),
             "stale_copies": self.stale_copies,
             "cannot_run": self.cannot_run,
@@ -518,6 +520,8 @@ class Daemon:
                 ok, at = self.pinger.results.get()
                 self.core.ping(ok, at)
                 self.last_ping = {"ok": ok, "at": time.time() - (time.monotonic() - at)}
+                if ok:
+                    self.last_ping_ok = self.last_ping["at"]
             self._action_ended(self.actions.poll())
 
             now = time.monotonic()

@@ -13,11 +13,16 @@ peer's disk. The handler asks the peer's kissclusterd on both nets to outdate it
 * The peer answered but could not outdate yet (its DRBD still sees us, or our clock lags
   after a hang), or this node's kissclusterd hears its heartbeats: exit 1, which leaves I/O
   frozen (or refuses the promotion) -- a peer known to live is never claimed dead.
-* Silence on both nets until the timeout: `peer_silent` decides. `takeover` exits 5 (DRBD marks
-  the peer Outdated and goes on): right when the peer is dead, and safe when it only hangs,
-  because a Primary that resumes finds its own I/O frozen and this node Primary. Its cost: if
-  both links fail while both nodes live, both take the VMs (a split brain). `freeze` exits 1:
-  never two writers, but a dead peer's VMs wait for the operator.
+* Silence on both nets, and this node's kissclusterd has no reply from the switch either: this
+  node is the one cut off (its links are down, not the peer), and the peer, which still has the
+  switch, takes the VMs over. Exit 1: I/O stays frozen (or the promotion is refused), and a
+  Primary here stands down as above, so nothing it writes after the cut is ever acknowledged.
+* Silence on both nets until the timeout, the switch still answering: `peer_silent` decides.
+  `takeover` exits 5 (DRBD marks the peer Outdated and goes on): right when the peer is dead,
+  and safe when it only hangs, because a Primary that resumes finds its own I/O frozen and this
+  node Primary. Its cost: if both links fail while both nodes live and both still reach the
+  switch, both take the VMs (a split brain). `freeze` exits 1: never two writers, but a dead
+  peer's VMs wait for the operator.
 """
 
 import contextlib
@@ -127,7 +132,11 @@ def is_primary(drbdadm: str, resource: str) -> bool:
 
 
 def exit_code(
-    answer: outdate.Answer | None, heard: bool, peer_silent: str, primary_here: bool
+    answer: outdate.Answer | None,
+    heard: bool,
+    peer_silent: str,
+    primary_here: bool,
+    switch_lost: bool = False,
 ) -> tuple[int, str]:
     """The handler's exit code for what the peer answered, and why (pure)."""
     if answer is not None:
@@ -136,6 +145,9 @@ def exit_code(
         return answer, f"the peer answered {answer.name.lower()}"
     if heard:
         return FAILED, "the peer answers but cannot outdate yet: I/O stays frozen"
+    if switch_lost:
+        then = "stands down" if primary_here else "promotes nothing"
+        return FAILED, f"the peer and the switch are silent: this node is cut off and {then}"
     if peer_silent == "takeover":
         return PEER_UNREACHABLE, "the peer is silent on both nets: taken for dead (peer_silent)"
     return FAILED, "the peer is silent on both nets: I/O stays frozen (peer_silent = freeze)"
@@ -148,6 +160,18 @@ def daemon_hears_peer(run_dir: Path, dead_time: float) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return any(age is not None and age < dead_time for age in ages)
+
+
+def switch_lost(run_dir: Path, dead_time: float) -> bool:
+    """Whether this node's kissclusterd has had no reply from the switch for the dead time (since
+    it started, if never). False when it cannot tell (no status or a stale one): the switch is
+    not taken for lost on no evidence."""
+    try:
+        published = status.read(run_dir)
+    except (OSError, ValueError, KeyError):
+        return False
+    silent_for = published.get("switch_silent_for")
+    return not published["stale"] and silent_for is not None and silent_for >= dead_time
 
 
 def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int:
@@ -163,11 +187,12 @@ def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int
     answer, heard = ask_peer(config, secret, identity, resource, alive)
     heard = heard or alive()
     primary_here = is_primary(config.drbdadm, resource)
-    code, why = exit_code(answer, heard, config.peer_silent, primary_here)
+    cut_off = answer is None and not heard and switch_lost(run_dir, config.rules.dead_time)
+    code, why = exit_code(answer, heard, config.peer_silent, primary_here, cut_off)
     log.warning(
         "fence-peer %s: exit %d after %.1f s: %s", resource, code, time.monotonic() - began, why
     )
-    if answer == outdate.Answer.PRIMARY and primary_here:
+    if primary_here and (answer == outdate.Answer.PRIMARY or cut_off):
         start_stand_down(resource)
     return code
 

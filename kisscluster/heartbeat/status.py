@@ -26,6 +26,9 @@ def read(run_dir: Path) -> dict[str, Any]:
     }
     ping = status["last_ping"]
     status["ping_age"] = None if ping is None else round(now - ping["at"], 3)
+    # Since the switch's latest reply, or since the start if it never replied.
+    since = status.get("last_ping_ok") or status.get("started")
+    status["switch_silent_for"] = None if since is None else round(now - since, 3)
     status["stale"] = status["age"] > 2 * status["interval"] + 1
     return status
 

@@ -54,18 +54,19 @@ def fence_peer(
     lab: netlab.Lab,
     clock_offset: Path | None = None,
     run_dir: Path | None = None,
+    node: str = "n1",
 ) -> tuple[int, float, str]:
-    """Run the handler on n1 as DRBD does: its exit code, duration and journal lines. Its
-    run dir (where it reads what n1's daemon hears) is n1's unless given."""
-    env = {**lab.env("n1"), "DRBD_RESOURCE": "web"}
+    """Run the handler on `node` as DRBD does: its exit code, duration and journal lines. Its
+    run dir (where it reads what that node's daemon hears) is the node's unless given."""
+    env = {**lab.env(node), "DRBD_RESOURCE": "web"}
     program = [str(netlab.CHECKOUT / "scripts" / "kissclusterd")]
     if clock_offset is not None:
         program = [str(netlab.HERE / "skewed_clock.py"), str(clock_offset)]
     began = time.monotonic()
     done = subprocess.run(
-        ["ip", "netns", "exec", lab.ns("n1"), sys.executable, *program, "fence-peer",
+        ["ip", "netns", "exec", lab.ns(node), sys.executable, *program, "fence-peer",
          "--config", str(lab.root / "kissclusterd.conf"),
-         "--run-dir", str(run_dir or lab.rundir("n1"))],
+         "--run-dir", str(run_dir or lab.rundir(node))],
         env=env, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     return done.returncode, time.monotonic() - began, done.stderr
@@ -138,8 +139,25 @@ def test_a_silent_peer_is_handled_as_peer_silent_says(lab, policy, code):
     assert drbd(lab, "n2")["web"]["dstate"] == "UpToDate"
 
 
-def heard_lately(lab: netlab.Lab) -> bool:
-    ages = lab.status("n1")["heartbeat_age"].values()
+def test_a_node_cut_off_from_peer_and_switch_never_takes_over_and_the_peer_does(lab):
+    # n1's cables are out: no heartbeat on either net and no reply from the switch (which sits
+    # on the production net). n1 must leave its I/O frozen and refuse to promote; n2, which
+    # still has the switch, takes the peer for dead under the default peer_silent = takeover.
+    lab.write_config(drbdadm=lab.root / "drbdadm", fence_timeout=2)
+    lab.link("n1", "stor", up=False)
+    lab.link("n1", "prod", up=False)
+    lab.wait_for(lambda: lab.status("n1")["switch_silent_for"] > 2, 10, "n1 to lose the switch")
+    lab.wait_for(lambda: not heard_lately(lab, "n2"), 10, "n2 to miss n1's heartbeats")
+    got, took, log = fence_peer(lab)
+    assert got == 1, log
+    assert "this node is cut off" in log
+    assert 2 <= took < 6
+    got, _, log = fence_peer(lab, node="n2")
+    assert got == 5, log
+
+
+def heard_lately(lab: netlab.Lab, node: str = "n1") -> bool:
+    ages = lab.status(node)["heartbeat_age"].values()
     return any(age is not None and age < 1.5 for age in ages)
 
 

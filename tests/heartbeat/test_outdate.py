@@ -59,19 +59,22 @@ def test_the_peer_answers_from_what_its_drbd_says(roles, connections, disks, ans
 
 
 @pytest.mark.parametrize(
-    ("answer", "heard", "policy", "primary_here", "code"),
+    ("answer", "heard", "policy", "primary_here", "switch_lost", "code"),
     [
-        (Answer.OUTDATED, True, "takeover", True, 4),
-        (Answer.INCONSISTENT, True, "freeze", False, 3),
-        (Answer.PRIMARY, True, "takeover", False, 6),
-        (Answer.PRIMARY, True, "takeover", True, 6),
-        (None, True, "takeover", True, 1),  # it answers, but cannot outdate: never "dead"
-        (None, False, "takeover", True, 5),
-        (None, False, "freeze", True, 1),
+        (Answer.OUTDATED, True, "takeover", True, False, 4),
+        (Answer.INCONSISTENT, True, "freeze", False, False, 3),
+        (Answer.PRIMARY, True, "takeover", False, False, 6),
+        (Answer.PRIMARY, True, "takeover", True, False, 6),
+        (None, True, "takeover", True, False, 1),  # it answers, but cannot outdate: never "dead"
+        (None, False, "takeover", True, False, 5),
+        (None, False, "freeze", True, False, 1),
+        (None, False, "takeover", True, True, 1),  # cut off from peer and switch: stand down
+        (None, False, "takeover", False, True, 1),  # ... and never promote
+        (Answer.OUTDATED, True, "takeover", False, True, 4),  # an answer outweighs the switch
     ],
 )
-def test_the_handler_exit_code(answer, heard, policy, primary_here, code):
-    assert exit_code(answer, heard, policy, primary_here)[0] == code
+def test_the_handler_exit_code(answer, heard, policy, primary_here, switch_lost, code):
+    assert exit_code(answer, heard, policy, primary_here, switch_lost)[0] == code
 
 
 PROC_DRBD = """version: 8.4.11 (api:1/proto:86-101)

@@ -27,7 +27,7 @@ from labtest import (
 )
 
 from kisscluster.lab import cluster
-from kisscluster.lab.machine import STORAGE_NIC, Machine
+from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC, SWITCH_NIC, Machine
 
 pytestmark = pytest.mark.lab
 
@@ -224,6 +224,49 @@ def test_a_crash_while_the_peer_is_stale_never_starts_the_stale_copy(rolled_out:
         took = settle(lab, vms, "settled after node1 is back")
     lab.record("cut then crash: node1 boot -> settled", time.monotonic() - began)
     lab.record("cut then crash: settled after boot", took)
+    check(lab, sampler, markers)
+
+
+def node1_vms_run_on_node2(lab: Lab, vms: dict[str, Any]) -> bool:
+    state = snapshot(lab.node2)
+    return all(vm_running(state, vm) for vm, r in vms.items() if r["primary_on"] == "node1")
+
+
+def test_a_node_cut_off_from_everything_stands_down_and_its_peer_takes_over(
+    rolled_out: Lab,
+) -> None:
+    """node1 loses its storage link, its production link and the switch for 30 s (its cables
+    are out). node2 still has the switch: it takes web and mail. node1 has neither peer nor
+    switch: it knows it is the one cut off, keeps its DRBD I/O frozen and stands down, so that
+    nothing it writes after the cut is acknowledged; back on the network its copies resync in
+    full from node2 before failback."""
+    lab = rolled_out
+    vms = vms_of(lab)
+    settle(lab, vms, "settled before the cut")
+    markers = Markers(lab, "node1 cut off")
+    for vm in vms:
+        markers.write(vm, BEFORE)
+    nics = (STORAGE_NIC, PRODUCTION_NIC, SWITCH_NIC)
+    stop = threading.Event()
+    watcher = threading.Thread(target=mark_survivor_runs, args=(lab, vms, markers, stop))
+    with Sampler(lab) as sampler:
+        watcher.start()
+        try:
+            for nic in nics:
+                lab.node1.set_link(nic, up=False)
+            cut_at = time.monotonic()
+            took_over = wait_until(
+                "node2 runs node1's VMs", lambda: node1_vms_run_on_node2(lab, vms), TAKEOVER_TIMEOUT
+            )
+            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+        finally:
+            for nic in nics:
+                lab.node1.set_link(nic, up=True)
+            stop.set()
+            watcher.join()
+        took = settle(lab, vms, "settled after node1 is back on the network")
+    lab.record("node1 cut off 30s: cut -> node2 runs its VMs", took_over)
+    lab.record("node1 cut off 30s: healed -> settled", took)
     check(lab, sampler, markers)
 
 
