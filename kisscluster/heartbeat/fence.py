@@ -262,9 +262,8 @@ def _until_ok(argv: list[str], timeout: float) -> None:
 
 EVENTS = {
     "split-brain": "DRBD split brain on {resource} (minor {minor}, peer {peer}): both copies "
-    "changed while apart and DRBD disconnected; choose the copy to discard, there run "
-    "`drbdadm secondary {resource}` and `drbdadm connect --discard-my-data {resource}`, "
-    "then `drbdadm connect {resource}` on the other node",
+    "changed while apart and DRBD disconnected; `kiss-split-brain {resource}` on either node "
+    "shows both sides, and `kiss-split-brain {resource} --discard NODE` resolves it",
     "local-io-error": "DRBD {resource} (minor {minor}): I/O error on the local disk, detached; "
     "the resource is served from the peer",
     "after-resync-target": "DRBD {resource} (minor {minor}): resync done, this copy is UpToDate",

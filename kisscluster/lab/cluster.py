@@ -31,6 +31,7 @@ COMMANDS = (
     "kiss-configure",
     "kiss-init",
     "kiss-nuke-vm",
+    "kiss-split-brain",
     "kiss-inventory",
     "kissclusterd",
 )

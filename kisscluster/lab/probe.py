@@ -16,7 +16,7 @@ from kisscluster.heartbeat import status
 TARGETS = ("all-vms.target", "primary-vms.target", "no-vms.target", "manual-vms.target")
 _DRBD_LINE = re.compile(
     r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>\S+)/(?P<peer_role>\S+) "
-    r"ds:(?P<disk>\S+)/(?P<peer_disk>\S+) [ABC] (?P<io>[rs])"
+    r"ds:(?P<disk>\S+)/(?P<peer_disk>\S+)\s+(?:[ABC]\s+)?(?P<io>[rs])"
 )
 
 

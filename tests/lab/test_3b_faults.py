@@ -270,6 +270,71 @@ def test_a_node_cut_off_from_everything_stands_down_and_its_peer_takes_over(
     check(lab, sampler, markers)
 
 
+def every_vm_on_both(lab: Lab, vms: dict[str, Any]) -> bool:
+    states = [snapshot(machine) for machine in lab.nodes]
+    return all(vm_running(state, vm) for state in states for vm in vms)
+
+
+def apart_at_home(lab: Lab, vms: dict[str, Any]) -> bool:
+    """Each VM runs on its primary_on node alone, and DRBD left every resource StandAlone."""
+    states = {machine.name: snapshot(machine) for machine in lab.nodes}
+    homes = all(
+        vm_running(state, vm) == (record["primary_on"] == name)
+        for vm, record in vms.items()
+        for name, state in states.items()
+    )
+    volumes = [v for state in states.values() for v in state.get("drbd", {}).values()]
+    return homes and all(volume.get("cs") == "StandAlone" for volume in volumes)
+
+
+def test_both_links_cut_while_both_reach_the_switch_is_the_documented_double_fault(
+    rolled_out: Lab,
+) -> None:
+    """No witness, no power fencing, peer_silent = takeover (the default): node1 loses its
+    storage and production links for 30 s while both nodes still reach the switch. Neither can
+    tell that from a dead peer, so each takes the other's VMs: two writers, the cost the README
+    states. When the links return, DRBD finds the split brain and disconnects, each VM goes back
+    to its home node, and `kiss-split-brain` shows both sides and, on the operator's word,
+    discards the other node's changes: what each VM wrote at home survives."""
+    lab = rolled_out
+    vms = vms_of(lab)
+    settle(lab, vms, "settled before the cut")
+    markers = Markers(lab, "both links cut")
+    for vm in vms:
+        markers.write(vm, BEFORE)
+    home = {vm: lab.node1 if r["primary_on"] == "node1" else lab.node2 for vm, r in vms.items()}
+    with Sampler(lab) as sampler:
+        for nic in (STORAGE_NIC, PRODUCTION_NIC):
+            lab.node1.set_link(nic, up=False)
+        cut_at = time.monotonic()
+        try:
+            both = wait_until(
+                "both nodes run every VM", lambda: every_vm_on_both(lab, vms), TAKEOVER_TIMEOUT
+            )
+            for vm in vms:
+                markers.write(vm, DURING, home[vm])  # the side the operator keeps below
+            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+        finally:
+            for nic in (STORAGE_NIC, PRODUCTION_NIC):
+                lab.node1.set_link(nic, up=True)
+            healed = time.monotonic()
+        wait_until("each VM at home, its resource StandAlone (split brain)",
+                   lambda: apart_at_home(lab, vms), SETTLE_TIMEOUT)  # fmt: skip
+        for vm in vms:
+            shown = lab.node1.ssh(["kiss-split-brain", vm], check=False)
+            assert shown.returncode == 1 and "SPLIT BRAIN" in shown.stdout, shown.stdout
+            other = lab.node2 if home[vm] is lab.node1 else lab.node1
+            lab.sh(lab.node1, "kiss-split-brain", vm, "--discard", other.name)
+        took = settle(lab, vms, "settled after kiss-split-brain")
+    lab.record("both links cut 30s: cut -> every VM on both nodes", both)
+    lab.record("both links cut 30s: samples with two writers", len(sampler.both_ran()))
+    lab.record("both links cut 30s: kiss-split-brain -> settled", took)
+    lab.record("both links cut 30s: healed -> settled", time.monotonic() - healed)
+    assert sampler.both_ran(), "the documented double fault did not make two writers"
+    assert split_brains(lab)
+    assert not markers.lost(), markers.lost()
+
+
 def test_both_nodes_powered_off_and_on_together(rolled_out: Lab) -> None:
     """A power cut of the rack: neither node may start the other's VMs while both boot, and
     the pair settles with every VM on its primary_on node and its data intact."""
