@@ -97,6 +97,11 @@ def orchestrate(
     except (json.JSONDecodeError, KeyError, TypeError):
         detail = " ".join((completed.stderr or completed.stdout).split())[-2000:]
         return completed.returncode or 1, [StepReport("salt-run", False, detail)]
+    return completed.returncode, step_reports(data)
+
+
+def step_reports(data: dict[str, Any]) -> list[StepReport]:
+    """The steps in the `data` of `salt-run --out json state.orchestrate`, in run order."""
     reports = []
     for results in data.values():
         if not isinstance(results, dict):
@@ -110,7 +115,7 @@ def orchestrate(
             comment = _module_run_comment(str(result.get("comment") or ""))
             reports.append(StepReport(result.get("__id__", "?"), ok, comment, ran=not failed))
             failed = failed or not ok
-    return completed.returncode, reports
+    return reports
 
 
 def _module_run_comment(comment: str) -> str:
