@@ -136,7 +136,7 @@ def plan(
 
 def execute(vm: str, steps: Sequence[Step], system: System) -> list[str]:
     """Run the needed steps in order; stop at the first failure. Returns what was done."""
-    done = []
+    done: list[str] = []
     for step in steps:
         if not step.needed:
             continue

@@ -5,20 +5,37 @@ import argparse
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import git
 
 from kisscluster import inventory
 from kisscluster import nuke as nuke_mod
+from kisscluster.configure import gitsite, nodeside, nuking, primary
 from kisscluster.configure import init as init_mod
-from kisscluster.configure import nodeside, nuking, primary
 from kisscluster.configure.node import NodeError, load_node
+from kisscluster.configure.remote import Outcome
 
 
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
+
+
+def _run(command: Callable[[], int], *refusals: type[Exception]) -> int:
+    """Run a command's whole job; a refusal or a git error is one `error:` line and exit 1."""
+    caught: tuple[type[Exception], ...] = (NodeError, gitsite.SiteError, *refusals)
+    try:
+        return command()
+    except caught as exc:
+        return _error(str(exc))
+    except git.GitError as exc:
+        return _error(f"git: {gitsite.one_line(exc)}")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _config_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +52,7 @@ def _node_command(args: argparse.Namespace) -> int:
     try:
         node = load_node(args.config_dir)
     except NodeError as exc:
-        print(nodeside.Outcome("?", False, [str(exc)]).to_json())
+        print(Outcome("?", False, [str(exc)]).to_json())
         return 1
     if args.action == "check":
         outcome = nodeside.check(node, args.commit)
@@ -44,7 +61,7 @@ def _node_command(args: argparse.Namespace) -> int:
             try:
                 candidate = nodeside.unpack_candidate(sys.stdin.read(), Path(scratch))
             except (ValueError, tarfile.TarError) as exc:  # binascii.Error is a ValueError
-                print(nodeside.Outcome(node.minion_id, False, [str(exc)]).to_json())
+                print(Outcome(node.minion_id, False, [str(exc)]).to_json())
                 return 1
             outcome = nodeside.apply(node, args.commit, args.sls, True, candidate)
     elif args.action == "apply":
@@ -106,12 +123,11 @@ def configure_main(argv: list[str] | None = None) -> int:
         config_dir=args.config_dir,
         run_config_dir=args.run_config_dir,
     )
-    try:
-        return primary.configure(options, say=lambda line: print(line, flush=True))
-    except (primary.ConfigureError, NodeError, inventory.InventoryError) as exc:
-        return _error(str(exc))
-    except git.GitError as exc:
-        return _error(f"git: {' '.join(str(exc).split())}")
+    return _run(
+        lambda: primary.configure(options, say=_say),
+        primary.ConfigureError,
+        inventory.InventoryError,
+    )
 
 
 def init_main(argv: list[str] | None = None) -> int:
@@ -139,13 +155,12 @@ def init_main(argv: list[str] | None = None) -> int:
     options = init_mod.InitOptions(
         config_dir=args.config_dir, skeleton=args.skeleton, group=args.group, force=args.force
     )
-    try:
-        init_mod.init(options, say=lambda line: print(line, flush=True))
-    except (init_mod.InitError, NodeError, inventory.InventoryError) as exc:
-        return _error(str(exc))
-    except git.GitError as exc:
-        return _error(f"git: {' '.join(str(exc).split())}")
-    return 0
+
+    def init() -> int:
+        init_mod.init(options, say=_say)
+        return 0
+
+    return _run(init, init_mod.InitError, inventory.InventoryError)
 
 
 def nuke_main(argv: list[str] | None = None) -> int:
@@ -177,9 +192,9 @@ def nuke_main(argv: list[str] | None = None) -> int:
         config_dir=args.config_dir,
         run_config_dir=args.run_config_dir,
     )
-    try:
-        return nuking.nuke_vm(options, say=lambda line: print(line, flush=True))
-    except (primary.ConfigureError, NodeError, nuke_mod.NukeError, ValueError) as exc:
-        return _error(str(exc))
-    except git.GitError as exc:
-        return _error(f"git: {' '.join(str(exc).split())}")
+    return _run(
+        lambda: nuking.nuke_vm(options, say=_say),
+        primary.ConfigureError,
+        nuke_mod.NukeError,
+        ValueError,
+    )

@@ -8,7 +8,6 @@ kept, never overwritten; a repository that does not look like kiss-init's own is
 
 import grp
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ import git
 
 from kisscluster import paths
 from kisscluster.atomic import write_atomic
-from kisscluster.configure.node import Cluster, Node, NodeError, load_node, ssh_url
-from kisscluster.configure.nodeside import CONFIG_PATHS, GIT_TIMEOUT, IGNORED_IN_SITE, Outcome
-from kisscluster.configure.rollout import run_remote
+from kisscluster.configure import gitsite
+from kisscluster.configure.gitsite import CONFIG_PATHS, GIT_TIMEOUT
+from kisscluster.configure.node import Cluster, Node, NodeError, load_node
+from kisscluster.configure.remote import Outcome, run_remote, ssh_url
 
 BRANCH = "main"
 # Salt's py renderer leaves bytecode beside pillar/kiss.sls: never part of the site.
@@ -77,10 +77,7 @@ def share_with_group(top: Path, group: str) -> None:
 def _check_remote(repo: git.Repo, site: Path, push_urls: list[str]) -> None:
     if "origin" not in [remote.name for remote in repo.remotes]:
         raise InitError(f"{site} has no remote origin: it is not a kiss-init working copy")
-    try:
-        found = repo.git.config("--get-all", "remote.origin.pushurl").split("\n")
-    except git.GitCommandError:
-        found = []
+    found = gitsite.configured_push_urls(repo)
     if found != push_urls:
         raise InitError(
             f"{site}: origin pushes to {found}, expected {push_urls}: refusing to change an "
@@ -106,8 +103,7 @@ def ensure_working_copy(
         if skeleton is None:
             raise InitError(f"{node.bare} is empty: seed it with kiss-init on the primary first")
         repo = git.Repo.init(site, mkdir=True, initial_branch=BRANCH)
-        for part in CONFIG_PATHS:
-            shutil.copytree(skeleton / part, site / part, ignore=IGNORED_IN_SITE)
+        gitsite.copy_site(skeleton, site)
         ignore_file = site / ".gitignore"
         if not ignore_file.exists():
             ignore_file.write_text(SITE_GITIGNORE, encoding="utf-8")
@@ -139,8 +135,10 @@ def write_secret(path: Path, secret: str) -> bool:
     return True
 
 
-def _remote_or_fail(node: Node, cluster: Cluster, arguments: list[str], **kwargs: str) -> Outcome:
-    outcome = run_remote(node, arguments, cluster=cluster, **kwargs)
+def _remote_or_fail(
+    node: Node, cluster: Cluster, arguments: list[str], stdin: str | None = None
+) -> Outcome:
+    outcome = run_remote(node, arguments, stdin=stdin, cluster=cluster)
     if not outcome.ok:
         raise InitError(outcome.text())
     return outcome
@@ -152,8 +150,7 @@ def init(options: InitOptions, say: Callable[[str], None] = print) -> None:
     source = node.site if (node.site / ".git").exists() else skeleton
     say(f"kiss-init: cluster definition from {source}/pillar")
     cluster = node.cluster(source)
-    me = cluster.member(node.minion_id)
-    if node.minion_id != cluster.primary and not options.force:
+    if not cluster.is_primary(node.minion_id) and not options.force:
         raise InitError(
             f"this node is {node.minion_id}, not the primary {cluster.primary}: run kiss-init there"
         )
@@ -172,9 +169,10 @@ def init(options: InitOptions, say: Callable[[str], None] = print) -> None:
         repo.git.push("origin", f"{BRANCH}:{BRANCH}", kill_after_timeout=GIT_TIMEOUT)
     except git.GitCommandError as exc:
         raise InitError(
-            f"push failed: {' '.join(str(exc.stderr).split())}: the bare repositories hold other "
+            f"push failed: {gitsite.one_line(exc.stderr)}: the bare repositories hold other "
             "history; reconcile by hand, then run kiss-init again"
         ) from exc
+    me = cluster.member(node.minion_id)
     clone = ["node", "clone", "--peer-addr", me["stor_addr"], "--peer-bare", str(node.bare)]
     clone += ["--group", options.group]
     say(_remote_or_fail(node, cluster, clone).text())
@@ -205,7 +203,7 @@ def node_clone(node: Node, peer_addr: str, peer_bare: Path, group: str) -> Outco
     try:
         line = ensure_working_copy(node, [str(node.bare), ssh_url(peer_addr, peer_bare)], group)
     except (InitError, git.GitError) as exc:
-        return Outcome(node.minion_id, False, [" ".join(str(exc).split())])
+        return Outcome(node.minion_id, False, [gitsite.one_line(exc)])
     return Outcome(node.minion_id, True, [line])
 
 

@@ -116,6 +116,10 @@ class Cluster:
             "set `id` in the minion config to the member name"
         )
 
+    def is_primary(self, name: str) -> bool:
+        """Whether the member `name` is the primary (NodeError if it is no member)."""
+        return self.member(name)["name"] == self.primary
+
     def peer_of(self, name: str) -> dict[str, Any]:
         self.member(name)
         return next(m for m in self.members if m["name"] != name)
@@ -144,9 +148,3 @@ class Cluster:
             if not _INERT_ARGUMENT.match(argument):
                 raise NodeError(f"refusing to pass {argument!r} to the peer's shell")
         return [*prefix, *arguments]
-
-
-def ssh_url(address: str, path: Path) -> str:
-    """A git URL for the repository `path` on the host `address` (IPv6 in brackets)."""
-    host = f"[{address}]" if ":" in address else address
-    return f"ssh://{host}{path}"

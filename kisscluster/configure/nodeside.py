@@ -13,50 +13,20 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import git
 import yaml
 
+from kisscluster.configure.gitsite import CONFIG_PATHS, fetch, one_line, open_site, pending_edits
 from kisscluster.configure.node import Node
+from kisscluster.configure.remote import Outcome
 from kisscluster.configure.summary import summarize
 
-CONFIG_PATHS = ("vm-config", "pillar")
-# Bytecode that Salt's py renderer leaves beside pillar/kiss.sls: never part of a site copy.
-IGNORED_IN_SITE = shutil.ignore_patterns("__pycache__", "*.pyc")
-#: Seconds any git command that may talk to another node gets before it is killed.
-GIT_TIMEOUT = 120
 SALT_CALL_TIMEOUT = 1800
 _COMMIT = re.compile(r"[0-9a-f]{40}\Z")
 _SLS = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
-
-
-@dataclass
-class Outcome:
-    """One node's answer to one step: whether it succeeded and what to tell the operator."""
-
-    node: str
-    ok: bool
-    lines: list[str] = field(default_factory=list)
-    data: dict[str, str] = field(default_factory=dict)
-
-    def text(self) -> str:
-        return "\n".join(f"{self.node}: {line}" for line in self.lines)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Outcome":
-        data = json.loads(text)
-        return cls(
-            node=str(data["node"]),
-            ok=bool(data["ok"]),
-            lines=[str(line) for line in data["lines"]],
-            data={str(key): str(value) for key, value in data.get("data", {}).items()},
-        )
 
 
 def validate_commit(commit: str) -> str:
@@ -66,27 +36,15 @@ def validate_commit(commit: str) -> str:
     return commit
 
 
-def open_site(node: Node) -> git.Repo:
-    try:
-        return git.Repo(node.site)
-    except (git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
-        raise git.GitError(f"{node.site} is not a git working copy: run kiss-init") from exc
-
-
-def _local_edits(repo: git.Repo) -> list[str]:
-    status = repo.git.status("--porcelain", "--untracked-files=all", "--", *CONFIG_PATHS)
-    return [line[3:] for line in status.splitlines()]
-
-
 def _reachable(node: Node, repo: git.Repo, commit: str) -> list[str]:
     """Why the working copy cannot be fast-forwarded to `commit` (empty when it can)."""
-    repo.remotes.origin.fetch(kill_after_timeout=GIT_TIMEOUT)
+    fetch(repo)
     try:
         target = repo.commit(commit)
     except (ValueError, git.BadName):
         return [f"commit {commit} is not in {node.bare}: was the push to this node lost?"]
     problems = []
-    edits = _local_edits(repo)
+    edits = pending_edits(repo)
     if edits:
         problems.append(
             f"working copy {node.site} has local edits ({', '.join(edits)}): normal work happens "
@@ -107,7 +65,7 @@ def check(node: Node, commit: str) -> Outcome:
         validate_commit(commit)
         problems = _reachable(node, open_site(node), commit)
     except (git.GitError, ValueError) as exc:
-        problems = [f"git: {' '.join(str(exc).split())}"]
+        problems = [f"git: {one_line(exc)}"]
     if problems:
         return Outcome(node.minion_id, False, problems)
     return Outcome(node.minion_id, True, [f"working copy can be brought to {commit}"])
@@ -227,7 +185,7 @@ def apply(
             repo.git.merge("--ff-only", commit)
         head = repo.head.commit.hexsha
     except (git.GitError, ValueError) as exc:
-        return Outcome(node.minion_id, False, [f"git: {' '.join(str(exc).split())}"])
+        return Outcome(node.minion_id, False, [f"git: {one_line(exc)}"])
     if head != commit:
         return Outcome(
             node.minion_id,

@@ -15,9 +15,9 @@ import git
 
 from kisscluster import inventory, names, nuke
 from kisscluster import pillar as pillar_mod
-from kisscluster.configure import primary, rollout
+from kisscluster.configure import gitsite, primary, rollout
 from kisscluster.configure.node import Node, NodeError, load_node
-from kisscluster.configure.nodeside import Outcome, open_site
+from kisscluster.configure.remote import Outcome, run_remote
 
 STEPS = ("check-local", "check-peer", "nuke-local", "nuke-peer", "forget")
 ORCHESTRATE_MODS = "kiss.nuke"
@@ -44,19 +44,18 @@ def nuke_here(node: Node, vm: str, test: bool, force: bool) -> Outcome:
 def forget(node: Node, vm: str, test: bool) -> Outcome:
     """Drop `vm` from the cache, commit and push to both nodes (`test`: only say so)."""
     try:
-        repo = git.Repo(node.site)
+        repo = gitsite.open_site(node)
         known = inventory.forget(node.site, vm, dry_run=test)
         if not known:
             return Outcome(node.minion_id, True, [f"{vm} is not in the cache (already forgotten)"])
         if test:
             return Outcome(node.minion_id, True, [f"would forget {vm} from the cache"])
-        cluster = node.cluster()
-        cache = f"vm-config/{cluster.name}.yml"
-        sha = primary.commit_paths(repo, [cache], f"kiss-nuke-vm: forget {vm}")
+        cache = f"vm-config/{node.cluster().name}.yml"
+        sha = gitsite.commit_paths(repo, [cache], f"kiss-nuke-vm: forget {vm}")
         pushed: list[str] = []
-        primary.push(node, repo, True, pushed.append)
-    except (inventory.InventoryError, primary.ConfigureError, git.GitError, NodeError) as exc:
-        return Outcome(node.minion_id, False, [" ".join(str(exc).split())])
+        gitsite.push(node, repo, True, pushed.append)
+    except (inventory.InventoryError, gitsite.SiteError, git.GitError, NodeError) as exc:
+        return Outcome(node.minion_id, False, [gitsite.one_line(exc)])
     return Outcome(
         node.minion_id,
         True,
@@ -80,7 +79,7 @@ def run_step(
             outcome = forget(node, vm, test)
         else:
             flags = [*(["--test"] if test or checking else []), *(["--force"] if force else [])]
-            outcome = rollout.run_remote(node, ["node", "nuke", "--vm", vm, *flags])
+            outcome = run_remote(node, ["node", "nuke", "--vm", vm, *flags])
     except (NodeError, ValueError) as exc:
         return {"result": False, "comment": f"{step}: {exc}", "step": step}
     return {"result": outcome.ok, "comment": outcome.text(), "step": step, "node": outcome.node}
@@ -99,10 +98,9 @@ def nuke_vm(options: NukeOptions, say: Callable[[str], None] = print) -> int:
     """kiss-nuke-vm on the primary: the orchestration, reported per node."""
     vm = names.validate_vm_name(options.vm)
     node = load_node(options.config_dir)
-    repo = open_site(node)
+    repo = gitsite.open_site(node)
     cluster = node.cluster()
-    cluster.member(node.minion_id)
-    if node.minion_id != cluster.primary:
+    if not cluster.is_primary(node.minion_id):
         raise primary.ConfigureError(
             f"this node is {node.minion_id}, not the primary {cluster.primary}: run kiss-nuke-vm "
             f"there (or `salt-call --local kiss.nuke {vm}` on each node by hand)"
@@ -116,18 +114,10 @@ def nuke_vm(options: NukeOptions, say: Callable[[str], None] = print) -> int:
         "kiss_force": options.force,
         "kiss_config_dir": str(node.config_dir),
     }
-    with primary.run_lock(repo):
+    with gitsite.run_lock(repo):
         returncode, reports = rollout.orchestrate(options.run_config_dir, ORCHESTRATE_MODS, pillar)
-    for report in reports:
-        target = peer if report.step_id.endswith("peer") else node.minion_id
-        if report.ok:
-            say(report.comment)
-        elif "requisite failed" in report.comment:
-            say(f"{target}: skipped: an earlier step failed")
-        else:
-            say(report.comment)
-            say(f"FAILED on {target} ({report.step_id})")
-    ok = returncode == 0 and all(report.ok for report in reports)
+    succeeded = rollout.tell(reports, node.minion_id, peer, say, not_run="skipped")
+    ok = returncode == 0 and len(succeeded) == len(reports)
     if not ok:
         say("kiss-nuke-vm: FAILED")
         return 1

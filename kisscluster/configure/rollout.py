@@ -8,6 +8,7 @@ orchestration and salt-run exits non-zero.
 
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,52 +16,13 @@ from typing import Any
 import git
 
 from kisscluster.configure import nodeside
-from kisscluster.configure.node import Cluster, Node, NodeError, load_node
+from kisscluster.configure.node import NodeError, load_node
+from kisscluster.configure.remote import run_remote
 
 STEPS = ("check-peer", "apply-local", "apply-peer")
-REMOTE_TIMEOUT = 1800
 SALT_RUN_TIMEOUT = 3600
-REMOTE_PROGRAM = "kiss-configure"
 
-
-def run_remote(
-    node: Node,
-    arguments: list[str],
-    timeout: int = REMOTE_TIMEOUT,
-    stdin: str | None = None,
-    cluster: Cluster | None = None,
-) -> nodeside.Outcome:
-    """Run `kiss-configure <arguments>` on the peer; its last stdout line is its Outcome."""
-    cluster = cluster or node.cluster()
-    peer = cluster.peer_of(node.minion_id)
-    command = cluster.remote_command(peer, REMOTE_PROGRAM, *arguments)
-    try:
-        completed = subprocess.run(
-            command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return nodeside.Outcome(peer["name"], False, [f"remote command {command} failed: {exc}"])
-    lines = completed.stdout.strip().splitlines()
-    try:
-        outcome = nodeside.Outcome.from_json(lines[-1])
-    except (IndexError, ValueError, KeyError, TypeError):
-        detail = " ".join(completed.stderr.split())[-2000:]
-        return nodeside.Outcome(
-            peer["name"],
-            False,
-            [f"unreachable or failed: {' '.join(command)} exited {completed.returncode}: {detail}"],
-        )
-    if outcome.node != peer["name"]:
-        return nodeside.Outcome(
-            peer["name"],
-            False,
-            [
-                f"the remote command reached {outcome.node!r}, not {peer['name']}: check pillar "
-                "kiss:cluster:lookup:remote_command and that node's minion id",
-                *outcome.lines,
-            ],
-        )
-    return outcome
+Say = Callable[[str], None]
 
 
 def run_step(
@@ -102,6 +64,7 @@ class StepReport:
     step_id: str
     ok: bool
     comment: str
+    ran: bool = True
 
 
 def orchestrate(
@@ -134,16 +97,49 @@ def orchestrate(
     except (json.JSONDecodeError, KeyError, TypeError):
         detail = " ".join((completed.stderr or completed.stdout).split())[-2000:]
         return completed.returncode or 1, [StepReport("salt-run", False, detail)]
+    return completed.returncode, step_reports(data)
+
+
+def step_reports(data: dict[str, Any]) -> list[StepReport]:
+    """The steps in the `data` of `salt-run --out json state.orchestrate`, in run order."""
     reports = []
     for results in data.values():
         if not isinstance(results, dict):
             reports.append(StepReport("salt-run", False, " ".join(map(str, results))))
             continue
+        # Each step requires the one before it (orchestrate/kiss/*.sls): after the first failure
+        # no step ran, and Salt's comment on those only repeats that.
+        failed = False
         for result in sorted(results.values(), key=lambda r: r.get("__run_num__", 0)):
-            comment = result.get("comment") or ""
-            for prefix in ("'kiss.rollout_step' failed: ", "kiss.rollout_step: "):
-                comment = comment.replace(prefix, "")
-            reports.append(
-                StepReport(result.get("__id__", "?"), result.get("result") is True, comment)
-            )
-    return completed.returncode, reports
+            ok = result.get("result") is True
+            comment = _module_run_comment(str(result.get("comment") or ""))
+            reports.append(StepReport(result.get("__id__", "?"), ok, comment, ran=not failed))
+            failed = failed or not ok
+    return reports
+
+
+def _module_run_comment(comment: str) -> str:
+    """The step's own comment, without the `'<function>' failed: ` or `<function>: ` that
+    module.run puts before it."""
+    for function in ("kiss.rollout_step", "kiss.nuke_step"):
+        for prefix in (f"'{function}' failed: ", f"{function}: "):
+            comment = comment.replace(prefix, "")
+    return comment
+
+
+def tell(reports: list[StepReport], local: str, peer: str, say: Say, not_run: str) -> list[str]:
+    """Say what each step of the orchestration did, per node; the ids of the steps that
+    succeeded. `not_run` says what a step after a failure was not (applied, nuked, …)."""
+    succeeded = []
+    for report in reports:
+        target = peer if report.step_id.endswith("-peer") else local
+        if report.ok:
+            succeeded.append(report.step_id)
+            say(report.comment)
+        elif not report.ran:
+            say(f"{target}: {not_run}: an earlier step failed")
+        else:
+            named = report.comment.startswith(target)
+            say(report.comment if named else f"{target}: {report.comment}")
+            say(f"FAILED on {target} ({report.step_id})")
+    return succeeded

@@ -130,16 +130,16 @@ def roll_out(layout: Layout, progress: Progress) -> dict[str, str]:
     """The cluster set up as an operator does: kiss-init, kiss.node on both (the secret copied
     in between), then kiss-configure on the primary. Returns each step's output."""
     node1, node2 = machines(layout)
-    steps = (
+    steps = [
         ("kiss-init on node1 (repositories)", node1, ["kiss-init"]),
         ("kiss.node on node1", node1, NODE_STATE),
         ("kiss-init on node1 (heartbeat secret)", node1, ["kiss-init"]),
         ("kiss.node on node2", node2, NODE_STATE),
         ("kiss-configure on node1", node1, ["kiss-configure"]),
-    )
+    ]
     # kiss.node enables kissclusterd for the next boot; start it now, as the README says.
     for machine in (node1, node2):
-        steps += ((f"start kissclusterd on {machine.name}", machine, START_HEARTBEAT),)
+        steps.append((f"start kissclusterd on {machine.name}", machine, START_HEARTBEAT))
     outputs = {}
     for name, machine, command in steps:
         with progress.phase(name):

@@ -10,6 +10,8 @@ import pytest
 
 from kisscluster.configure import nodeside
 
+pytestmark = pytest.mark.fast
+
 
 def test_a_site_round_trips(example_site: Path, tmp_path: Path):
     text = nodeside.pack_candidate(example_site)

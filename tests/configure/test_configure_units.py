@@ -7,9 +7,12 @@ import git
 import pytest
 
 from kisscluster.configure import nodeside
-from kisscluster.configure.node import Cluster, Node, NodeError, ssh_url
-from kisscluster.configure.primary import commit_paths, pending_edits
+from kisscluster.configure.gitsite import commit_paths, pending_edits
+from kisscluster.configure.node import Cluster, Node, NodeError
+from kisscluster.configure.remote import ssh_url
 from kisscluster.configure.summary import summarize
+
+pytestmark = pytest.mark.fast
 
 PEER = {"name": "node2", "prod_addr": "192.0.2.12", "stor_addr": "10.99.0.2"}
 

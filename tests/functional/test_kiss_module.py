@@ -6,6 +6,8 @@ from kisstest import run_salt_call, salt_call, write_minion_config
 from salt.exceptions import CommandExecutionError
 from saltfactories.utils.functional import Loaders
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def loaders(example_site, tmp_path):

@@ -4,6 +4,9 @@ import subprocess
 import sys
 
 import hb_netlab as netlab
+import pytest
+
+pytestmark = pytest.mark.fast
 
 KISSCLUSTERD = str(netlab.CHECKOUT / "scripts" / "kissclusterd")
 

@@ -7,6 +7,8 @@ import pytest
 
 from kisscluster.heartbeat.config import ConfigError, load, parse, read_secret
 
+pytestmark = pytest.mark.fast
+
 SOURCE = Path("/etc/kisscluster/kissclusterd.conf")
 MINIMAL = """[kissclusterd]
 stor_addrs = 10.99.0.1 10.99.0.2

@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from kisscluster.heartbeat.core import ClockJump, Core, Rules, State
 
+pytestmark = pytest.mark.fast
+
 RULES = Rules(base_priority=100, priority_penalty=10, interval=1.0, dead_time=3.0)
 WALL0 = 1_800_000_000.0
 

@@ -12,6 +12,8 @@ from kisscluster.heartbeat.config import ConfigError, parse
 from kisscluster.heartbeat.core import State
 from kisscluster.heartbeat.daemon import ActionRunner, Throttle, identify, log, notify
 
+pytestmark = pytest.mark.fast
+
 
 def config(stor: str, prod: str):
     text = f"[kissclusterd]\nstor_addrs = {stor}\nprod_addrs = {prod}\nping_addr = 10.231.9.254\n"

@@ -11,6 +11,8 @@ from kisscluster.heartbeat.core import Core, Rules, State
 from kisscluster.heartbeat.fence import exit_code
 from kisscluster.heartbeat.outdate import Answer, LocalCopy
 
+pytestmark = pytest.mark.fast
+
 SECRET = b"a shared secret of enough bytes"
 N1 = ipaddress.ip_address("10.99.0.1")
 

@@ -8,6 +8,8 @@ import pytest
 from kisscluster.heartbeat import protocol
 from kisscluster.heartbeat.protocol import Dropped, Heartbeat, Receiver
 
+pytestmark = pytest.mark.fast
+
 SECRET = b"0123456789abcdef-shared"
 PEER = ipaddress.ip_address("10.99.0.2")
 BOOT = bytes(range(16))

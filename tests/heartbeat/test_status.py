@@ -3,8 +3,12 @@
 import json
 import time
 
+import pytest
+
 from kisscluster.heartbeat import status
 from kisscluster.heartbeat.cli import main
+
+pytestmark = pytest.mark.fast
 
 
 def published(run_dir, **changes):

@@ -7,6 +7,8 @@ import yaml
 
 from kisscluster import inventory
 
+pytestmark = pytest.mark.fast
+
 WEB = "vm-config/example/web.yml"
 DB = "vm-config/example/db.yml"
 CLUSTER = "pillar/cluster.yml"

@@ -4,12 +4,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kisstest import copy_example_site
 
 from kisscluster import inventory, pillar
+
+pytestmark = pytest.mark.fast
 
 VM_NAMES = ("a", "b", "c", "d", "e")
 DISK_NAMES = ("x", "y", "z", "w")

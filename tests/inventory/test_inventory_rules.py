@@ -10,6 +10,8 @@ import yaml
 
 from kisscluster import inventory, pillar
 
+pytestmark = pytest.mark.fast
+
 
 def write_vm(site: Path, name: str, **keys) -> Path:
     spec = {

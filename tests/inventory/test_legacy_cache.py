@@ -1,8 +1,11 @@
 """A cache written by the original KISScluster inventory is read and extended, minors intact."""
 
+import pytest
 import yaml
 
 from kisscluster import inventory
+
+pytestmark = pytest.mark.fast
 
 ORIGINAL = """\
 vm:

@@ -2,7 +2,11 @@
 
 import time
 
+import pytest
+
 from kisscluster.lab import cluster
+
+pytestmark = pytest.mark.fast
 
 NOW = time.time()
 PROBE = {

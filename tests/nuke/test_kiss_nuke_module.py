@@ -11,6 +11,8 @@ from kisstest import salt_call, write_minion_config
 
 from kisscluster import inventory
 
+pytestmark = pytest.mark.fast
+
 FAKE_TOOL = Path(__file__).parent / "fake_node_tool.py"
 PROGRAMS = ("systemctl", "lvs", "lvremove", "drbdadm")
 

@@ -16,6 +16,8 @@ import yaml
 
 from kisscluster import drbd, inventory, nuke, pillar
 
+pytestmark = pytest.mark.fast
+
 
 class RecordingSystem:
     """Answers the probes like a node where the VM is stopped and its LVs and DRBD are up."""

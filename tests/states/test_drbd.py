@@ -44,6 +44,7 @@ def dry_run(config: Path, node: str, argv: list[str]) -> list[str]:
     return completed.stdout.splitlines()
 
 
+@pytest.mark.fast
 def test_every_resource_of_the_example_parses_with_its_minors_and_port(kiss, tmp_path):
     config = write_resources(kiss, tmp_path)
     dump = subprocess.run(
@@ -58,6 +59,7 @@ def test_every_resource_of_the_example_parses_with_its_minors_and_port(kiss, tmp
     assert "address          ipv4 10.99.0.2:10000;" in db
 
 
+@pytest.mark.fast
 def test_check_config_fails_with_drbdadms_own_message(kiss):
     text = drbd.render_resource(kiss["vms"]["db"], kiss["cluster"]["members"], "vg0")
     drbd.check_config(DRBDADM_84, text, "/etc/drbd.d/db.res")
@@ -69,6 +71,7 @@ def test_check_config_fails_with_drbdadms_own_message(kiss):
     assert "minor" in message and "/tmp/" not in message
 
 
+@pytest.mark.fast
 def test_ipv6_storage_addresses_are_bracketed_and_accepted(kiss):
     members = [
         dict(m, stor_addr=f"fd00::{i + 1}") for i, m in enumerate(kiss["cluster"]["members"])
@@ -93,6 +96,7 @@ def test_new_vm_commands_are_what_drbdadm_84_would_run(kiss, tmp_path, node, syn
     assert bool(forced) == syncs
 
 
+@pytest.mark.fast
 def test_global_common_conf_parses_with_the_resources(kiss, tmp_path):
     """The global_common.conf of kiss.node (rendered by Salt in test_kiss_node.py) as drbdadm
     reads it: protocol C, checksums, split-brain policies, fencing and its handlers."""

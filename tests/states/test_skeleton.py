@@ -7,6 +7,8 @@ import pytest
 
 from kisscluster import pillar, skeleton
 
+pytestmark = pytest.mark.fast
+
 PROGRAMS = skeleton.Programs(lvcreate="lvcreate", drbdadm="drbdadm")
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from kisscluster import unitctl
 
+pytestmark = pytest.mark.fast
+
 
 def fake_drbdadm(tmp_path: Path, disks: str) -> tuple[Path, Path]:
     """A drbdadm whose `dstate` prints `disks` and whose `primary` refuses twice."""

@@ -18,6 +18,8 @@ import pytest
 
 from kisscluster import inventory, paths, pillar, vmconf
 
+pytestmark = pytest.mark.fast
+
 SETTINGS = {
     "run_dir": "/run/kvm",
     "vnc_listen": "127.0.0.1",
