@@ -91,7 +91,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             original = args.original if count <= ORIGINAL_MAX_VMS else None
             times = measure(make_site(Path(tmp), count), args.repeat, original)
-        median = {kind: statistics.median(t) if t else 0.0 for kind, t in times.items()}
+        median = {kind: statistics.median(t) for kind, t in times.items() if t}
         ratio = ""
         if times["original"]:
             pairs = zip(times["no change"], times["original"], strict=True)
@@ -99,7 +99,9 @@ def main() -> int:
             met = met and float(ratio[:-1]) <= 0.7
         if count >= 1000:
             met = met and median["no change"] < median["allocating"]
-        cells = "  ".join(f"{median[kind] * 1000:>7.0f} ms" for kind in times)
+        cells = "  ".join(
+            f"{median[kind] * 1000:>7.0f} ms" if kind in median else f"{'-':>10}" for kind in times
+        )
         print(f"{count:>8}  {cells}  {ratio}")
     verdict = "met" if met else "MISSED"
     print(f"goals (no change <= 0.7x the original; < allocating at 1,000): {verdict}")
