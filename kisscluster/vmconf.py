@@ -14,9 +14,9 @@ from typing import Any
 import jinja2
 
 from kisscluster import names
+from kisscluster.inventory.values import is_keyboard_layout
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
-_KEYBOARD = re.compile(r"[a-z]{2}(-[a-z]{2,3})?\Z")
 _TEMPLATE = re.compile(r"[a-z][a-z0-9-]*\Z")
 _WORD = re.compile(r"[A-Za-z0-9_.:,=/+-]+\Z")
 
@@ -47,7 +47,7 @@ def context(vm: Mapping[str, Any], keyboard: str, settings: Mapping[str, Any]) -
     mac = str(vm["mac"]).lower()
     if not _MAC.match(mac):
         raise ValueError(f"VM {name}: MAC {vm['mac']!r} is not six hex octets")
-    if not _KEYBOARD.match(keyboard):
+    if not is_keyboard_layout(keyboard):
         raise ValueError(f"keyboard {keyboard!r} is not a qemu keyboard layout such as en-us")
     run_dir = Path(_word("run_dir", settings["run_dir"]))
     return {
