@@ -9,6 +9,8 @@ from kisscluster import inventory
 from kisscluster.inventory import canonical
 from kisscluster.inventory.cache import Cache, Disk, VmRecord, dump_cache
 
+pytestmark = pytest.mark.fast
+
 # Words YAML reads as something else than a string, or writes quoted, beside ordinary ones.
 TRICKY = ("yes", "No", "on", "null", "true", "1", "1.5", "0x10", "1_0", "2024-01-01", "1e3", "-a")
 words = st.one_of(
