@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from kisscluster import paths
 from kisscluster.heartbeat import status as heartbeat_status
 from kisscluster.lab.image import VENV, ensure_image
 from kisscluster.lab.layout import (
@@ -24,7 +25,7 @@ from kisscluster.lab.machine import Machine
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 SOURCE_IN_GUEST = "/opt/kisscluster-src"
 SHARE_IN_GUEST = f"{VENV}/share/kisscluster"
-SITE_IN_GUEST = "/srv/kiss-configure"
+SITE_IN_GUEST = paths.SITE_DIR
 COMMANDS = (
     "salt-call",
     "salt-run",
