@@ -4,9 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from kisscluster import inventory
+from kisscluster import inventory, paths
 
-DEFAULT_SITE = Path("/srv/kiss-configure")
+DEFAULT_SITE = Path(paths.SITE_DIR)
 
 
 def _summary(result: inventory.Result, dry_run: bool) -> str:

@@ -1,4 +1,4 @@
-"""DRBD 8.4 for VM disks: the resource file of a VM, command builders, the config check.
+"""DRBD 8.4 for VM disks: the resource file of a VM and the command builders.
 
 A VM's resource is named like the VM. Volume 0 is the root disk, volume n the VM's extra disk n,
 each with its fixed minor from the inventory and internal metadata; both members listen on
@@ -6,8 +6,6 @@ one port derived from the VM's first minor.
 """
 
 import ipaddress
-import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +13,6 @@ from typing import Any
 from kisscluster import lvm, names
 
 BANNER = "# Managed by Salt (kiss.vms) from the kiss pillar: local edits are overwritten.\n"
-
-
-class DrbdConfigError(Exception):
-    """drbdadm rejected a configuration; the message carries drbdadm's own words."""
 
 
 def address(addr: str, port: int) -> str:
@@ -80,27 +74,6 @@ def secondary_command(drbdadm: str, resource: str) -> list[str]:
 
 
 def dump_command(drbdadm: str, config_file: Path | str) -> list[str]:
-    """Parse `config_file` alone and print it: needs no kernel module and no matching host name."""
+    """Parse `config_file` alone and print it: needs no kernel module and no matching host name.
+    kiss.vms checks each resource file so (`check_cmd` in salt/states/kiss/vms/disks.sls)."""
     return [drbdadm, "-c", str(config_file), "dump", "all"]
-
-
-def check_config(drbdadm: str, text: str, shown_as: str, timeout: float = 30) -> None:
-    """Raise DrbdConfigError with drbdadm's message unless `drbdadm dump` accepts `text`."""
-    with tempfile.NamedTemporaryFile("w", prefix="kiss-drbd-", suffix=".res") as handle:
-        handle.write(text)
-        handle.flush()
-        try:
-            completed = subprocess.run(
-                dump_command(drbdadm, handle.name),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except OSError as exc:
-            raise DrbdConfigError(f"{shown_as}: cannot run {drbdadm}: {exc}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise DrbdConfigError(f"{shown_as}: {drbdadm} took over {timeout}s") from exc
-    if completed.returncode != 0:
-        message = completed.stderr.replace(handle.name, shown_as).strip()
-        raise DrbdConfigError(f"drbdadm rejects {shown_as}: {message}")

@@ -1,7 +1,13 @@
-"""Where the product's Salt tree lives: beside the package in a checkout, else under share/."""
+"""The paths of the product: its Salt tree (beside the package in a checkout, else under
+share/), and the node paths both the Python side and the Salt states use."""
 
 import sysconfig
 from pathlib import Path
+
+#: A node's working copy of the site repository (the minion option `kiss_site` may move it).
+SITE_DIR = "/srv/kiss-configure"
+KISSCLUSTERD_CONF = "/etc/kisscluster/kissclusterd.conf"
+HEARTBEAT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 - a path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 

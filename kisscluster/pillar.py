@@ -7,7 +7,7 @@ the inventory allocated and git carried to it, the same on both nodes.
 from pathlib import Path
 from typing import Any
 
-from kisscluster import inventory
+from kisscluster import inventory, lvm
 from kisscluster.inventory import Cluster, VmRecord
 
 
@@ -15,7 +15,7 @@ def describe(record: VmRecord, cluster: Cluster) -> dict[str, Any]:
     """One VM with its minors, port, VNC display, MAC, and per disk its LV and DRBD device."""
     disks = []
     for disk in record.disks():
-        lv = f"{record.name}_{disk.name}"
+        lv = lvm.lv_name(record.name, disk.name)
         disks.append(
             {
                 "name": disk.name,

@@ -6,9 +6,12 @@ resource up, and - on the VM's `primary_on` node only - force it primary once to
 sync, then hand it back to systemd as secondary. A VM whose root LV exists never gets metadata or
 a forced primary again, whatever else changed: a missing extra disk is created and reported for
 the operator, a size larger than the LV is reported, and nothing is ever shrunk or removed.
+
+Each step names the `kiss.*` execution function that acts and its arguments; the state
+`kiss.vm_disks` only decides (this plan) and calls them.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +25,29 @@ class Programs:
     drbdadm: str
 
 
+#: The execution functions a step may call (salt/_modules/kiss.py), each with the builder of the
+#: command it runs; function and builder take the same keyword arguments.
+COMMANDS: dict[str, Callable[..., list[str]]] = {
+    "lv_create": lvm.lvcreate_command,
+    "drbd_create_md": drbd.create_md_command,
+    "drbd_adjust": drbd.adjust_command,
+    "drbd_primary_force": drbd.primary_force_command,
+    "drbd_secondary": drbd.secondary_command,
+}
+
+
 @dataclass(frozen=True)
 class Step:
-    """One command of the plan; `what` names the step in changes and failure messages."""
+    """`kiss.<function>(**kwargs)`; `what` names the step in changes and failure messages."""
 
     what: str
-    argv: tuple[str, ...]
+    function: str
+    kwargs: Mapping[str, Any]
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The command the step runs."""
+        return tuple(COMMANDS[self.function](**self.kwargs))
 
 
 @dataclass(frozen=True)
@@ -58,13 +78,22 @@ def plan(
             if existing_lvs[lv] < wanted:
                 notes.append(
                     f"LV {volume_group}/{lv} is {format_size(existing_lvs[lv])}, the VM file asks "
-                    f"for {format_size(wanted)}: grow it with kiss.grow_disk (never done here)"
+                    f"for {format_size(wanted)}; kiss.vms never grows a disk: grow it by hand "
+                    f"with `lvextend -L {format_size(wanted)} {volume_group}/{lv}` on both nodes, "
+                    f"then `drbdadm resize {name}/{int(disk['volume'])}` on one of them while "
+                    "they are connected"
                 )
             continue
         steps.append(
             Step(
                 f"create LV {volume_group}/{lv} ({format_size(wanted)})",
-                tuple(lvm.lvcreate_command(programs.lvcreate, volume_group, lv, wanted)),
+                "lv_create",
+                {
+                    "lvcreate": programs.lvcreate,
+                    "volume_group": volume_group,
+                    "name": lv,
+                    "size_bytes": wanted,
+                },
             )
         )
         created_volumes.append(int(disk["volume"]))
@@ -91,21 +120,19 @@ def plan(
         steps.append(
             Step(
                 f"create DRBD metadata {name}/{volume}",
-                tuple(drbd.create_md_command(programs.drbdadm, name, volume)),
+                "drbd_create_md",
+                {"drbdadm": programs.drbdadm, "resource": name, "volume": volume},
             )
         )
-    steps.append(
-        Step(f"bring up DRBD resource {name}", tuple(drbd.adjust_command(programs.drbdadm, name)))
-    )
+    resource = {"drbdadm": programs.drbdadm, "resource": name}
+    steps.append(Step(f"bring up DRBD resource {name}", "drbd_adjust", resource))
     if vm["primary_on"] == node:
         steps += [
-            Step(
-                f"start the initial sync of {name} from {node}",
-                tuple(drbd.primary_force_command(programs.drbdadm, name)),
-            ),
+            Step(f"start the initial sync of {name} from {node}", "drbd_primary_force", resource),
             Step(
                 f"leave {name} secondary for drbd-resource@{name}.service",
-                tuple(drbd.secondary_command(programs.drbdadm, name)),
+                "drbd_secondary",
+                resource,
             ),
         ]
     return Plan(name, True, tuple(steps), tuple(notes))

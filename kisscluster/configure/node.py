@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kisscluster import names
+from kisscluster import names, paths
 from kisscluster import pillar as pillar_mod
 
 DEFAULT_CONFIG_DIR = Path("/etc/salt")
-DEFAULT_SITE = "/srv/kiss-configure"
+DEFAULT_SITE = paths.SITE_DIR
 DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "{stor_addr}")
-DEFAULT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 (a path)
+DEFAULT_SECRET_FILE = paths.HEARTBEAT_SECRET_FILE
 
 _INERT_ARGUMENT = re.compile(r"[A-Za-z0-9_./=:@%+,-]+\Z")
 

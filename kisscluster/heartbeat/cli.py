@@ -1,5 +1,6 @@
-"""`kissclusterd run` (the daemon), `kissclusterd status [--json]`, and what DRBD's handlers
-run: `fence-peer`, `stand-down RESOURCE`, `notify EVENT`."""
+"""`kissclusterd run` (the daemon), `kissclusterd status [--json]`, `kissclusterd check-config`
+(kiss.node's check before it installs a config), and what DRBD's handlers run: `fence-peer`,
+`stand-down RESOURCE`, `notify EVENT`."""
 
 import argparse
 import json
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from kisscluster.heartbeat import status
-from kisscluster.heartbeat.config import DEFAULT_PATH, ConfigError
+from kisscluster.heartbeat.config import DEFAULT_PATH, ConfigError, load
 from kisscluster.heartbeat.daemon import Daemon, configure_logging, log
 
 HANDLERS = ("fence-peer", "stand-down", "notify")
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the daemon (in the foreground, for systemd)")
     show = commands.add_parser("status", help="show what the running daemon last published")
+    check = commands.add_parser(
+        "check-config", help="validate a config file: silent if it is good, else its error, exit 1"
+    )
     show.add_argument("--json", action="store_true", help="print the status as JSON")
     fence = commands.add_parser(
         "fence-peer", help="DRBD's fence-peer handler (resource in $DRBD_RESOURCE)"
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     event = commands.add_parser("notify", help="DRBD's event handlers: log (and mail) the event")
     event.add_argument("event", choices=("split-brain", "local-io-error", "after-resync-target"))
     event.add_argument("--mail", help="also mail this address (needs a `mail` program)")
-    for sub in (run, fence, stand):
+    for sub in (run, check, fence, stand):
         sub.add_argument(
             "--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}"
         )
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         configure_logging()
         return Daemon(args.config, args.run_dir).run()
+    if args.command == "check-config":
+        return _check_config(args.config)
     if args.command in HANDLERS:
         return _handler(args)
     try:
@@ -69,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(current, indent=2, sort_keys=True) if args.json else status.render(current))
     return 1 if current["stale"] else 0
+
+
+def _check_config(path: Path) -> int:
+    try:
+        load(path)
+    except ConfigError as exc:
+        print(f"kissclusterd check-config: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _handler(args: argparse.Namespace) -> int:

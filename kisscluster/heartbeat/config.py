@@ -56,11 +56,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from kisscluster import paths
 from kisscluster.heartbeat.core import Rules
 
 SECTION = "kissclusterd"
-DEFAULT_PATH = Path("/etc/kisscluster/kissclusterd.conf")
-DEFAULT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 - a path, not a secret
+DEFAULT_PATH = Path(paths.KISSCLUSTERD_CONF)
+DEFAULT_SECRET_FILE = paths.HEARTBEAT_SECRET_FILE
 DEFAULT_ACTION = "systemctl start {state}.target"
 MIN_SECRET_BYTES = 16
 MIN_INTERVAL = 0.05

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from kisscluster import paths
 from kisscluster.heartbeat import status as heartbeat_status
 from kisscluster.lab.image import VENV, ensure_image
 from kisscluster.lab.layout import (
@@ -23,7 +24,7 @@ from kisscluster.lab.machine import Machine
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 SOURCE_IN_GUEST = "/opt/kisscluster-src"
-SITE_IN_GUEST = "/srv/kiss-configure"
+SITE_IN_GUEST = paths.SITE_DIR
 # What `kiss.node` and the operator need on root's PATH, linked from the virtual environment.
 COMMANDS = (
     "salt-call",

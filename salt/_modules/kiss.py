@@ -1,21 +1,25 @@
 """kisscluster's execution module: thin adapters over the `kisscluster` package.
 
-The site repository is the minion option `kiss_site` (default /srv/kiss-configure).
+The site repository is the minion option `kiss_site` (default /srv/kiss-configure). Rendering
+functions return the text of a file for `file.managed`; action functions run one command as an
+argument list and raise CommandExecutionError when it fails.
 """
 
 from salt.exceptions import CommandExecutionError
 
 try:
+    from kisscluster import drbd as _drbd
     from kisscluster import inventory as _inventory
+    from kisscluster import lvm as _lvm
+    from kisscluster import paths as _paths
     from kisscluster import pillar as _pillar
+    from kisscluster import vmconf as _vmconf
 
     HAS_KISSCLUSTER = True
 except ImportError:
     HAS_KISSCLUSTER = False
 
 __virtualname__ = "kiss"
-
-DEFAULT_SITE = "/srv/kiss-configure"
 
 
 def __virtual__():
@@ -25,7 +29,33 @@ def __virtual__():
 
 
 def _site(site):
-    return site or __opts__.get("kiss_site", DEFAULT_SITE)
+    return site or __opts__.get("kiss_site", _paths.SITE_DIR)
+
+
+def _run(argv):
+    """Run `argv` (no shell); its stdout, or CommandExecutionError naming it and its stderr."""
+    result = __salt__["cmd.run_all"](list(argv), python_shell=False, ignore_retcode=True)
+    if result["retcode"] != 0:
+        output = (result["stderr"] or result["stdout"]).strip()
+        raise CommandExecutionError(f"{' '.join(argv)} exited {result['retcode']}: {output}")
+    return result["stdout"]
+
+
+def defaults():
+    """
+    The settings of the kiss states that kisscluster's Python side defines too (map.jinja merges
+    them over defaults.yaml): the path of kissclusterd's config and of its shared secret.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.defaults
+    """
+    return {
+        "kissclusterd_conf": _paths.KISSCLUSTERD_CONF,
+        "heartbeat": {"secret_file": _paths.HEARTBEAT_SECRET_FILE},
+    }
 
 
 def inventory(site=None, test=None):
@@ -119,38 +149,132 @@ def lvs(volume_group, program="/sbin/lvs", refresh=False):
 
         salt-call --local kiss.lvs vg0
     """
-    from kisscluster import lvm as _lvm
-
     known = __context__.setdefault("kiss.lvs", {})
     if refresh or volume_group not in known:
-        command = _lvm.lvs_command(program, volume_group)
-        result = __salt__["cmd.run_all"](command, python_shell=False, ignore_retcode=True)
-        if result["retcode"] != 0:
-            raise CommandExecutionError(
-                f"{' '.join(command)} exited {result['retcode']}: {result['stderr'].strip()}"
-            )
+        output = _run(_lvm.lvs_command(program, volume_group))
         try:
-            known[volume_group] = _lvm.parse_lvs(result["stdout"])
+            known[volume_group] = _lvm.parse_lvs(output)
         except _lvm.LvmError as exc:
             raise CommandExecutionError(str(exc)) from exc
     return dict(known[volume_group])
 
 
-def kissclusterd_conf(heartbeat):
+def lv_create(volume_group, name, size_bytes, lvcreate="lvcreate"):
     """
-    The text of kissclusterd's config for this cluster, from pillar ``kiss:cluster`` and the
-    merged heartbeat settings (defaults.yaml under pillar ``kiss:cluster:heartbeat``).
+    Create the logical volume ``volume_group/name`` of exactly ``size_bytes``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call --local kiss.kissclusterd_conf '{"port": 694, ...}'
+        salt-call --local kiss.lv_create vg0 web_root 21474836480 lvcreate=/sbin/lvcreate
+    """
+    return _run(_lvm.lvcreate_command(lvcreate, volume_group, name, int(size_bytes)))
+
+
+def drbd_create_md(resource, volume, drbdadm="drbdadm"):
+    """
+    Fresh internal DRBD metadata on volume ``volume`` of ``resource``, whose LV was just created.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.drbd_create_md web 0 drbdadm=/usr/lib/drbd/drbdadm-84
+    """
+    return _run(_drbd.create_md_command(drbdadm, resource, int(volume)))
+
+
+def drbd_adjust(resource, drbdadm="drbdadm"):
+    """
+    Bring the DRBD resource ``resource`` to its configuration (up, attached, connecting).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.drbd_adjust web
+    """
+    return _run(_drbd.adjust_command(drbdadm, resource))
+
+
+def drbd_primary_force(resource, drbdadm="drbdadm"):
+    """
+    Declare this node's copy of ``resource`` good and make it primary: the initial sync of a new
+    VM runs from here to the peer.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.drbd_primary_force web
+    """
+    return _run(_drbd.primary_force_command(drbdadm, resource))
+
+
+def drbd_secondary(resource, drbdadm="drbdadm"):
+    """
+    Make ``resource`` secondary on this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.drbd_secondary web
+    """
+    return _run(_drbd.secondary_command(drbdadm, resource))
+
+
+def drbd_resource(vm, members, volume_group):
+    """
+    The text of ``/etc/drbd.d/<vm>.res`` for the VM record ``vm`` of pillar ``kiss:vms``, the
+    cluster's ``members`` and ``volume_group``: volume 0 is the root disk, volume n extra disk n.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.drbd_resource '{"name": "web", ...}' '[{"name": "node1", ...}]' vg0
+    """
+    try:
+        return _drbd.render_resource(vm, members, volume_group)
+    except (KeyError, ValueError) as exc:
+        raise CommandExecutionError(f"DRBD resource of VM {vm.get('name')}: {exc}") from exc
+
+
+def vm_config(vm, keyboard, settings):
+    """
+    The text of ``/etc/vm/<vm>.conf``, the qemu parameters of the VM record ``vm`` from its
+    template (``templates/vm/<template>.conf.jinja``), with the cluster's ``keyboard`` and the
+    ``settings`` of map.jinja (run_dir, vnc_listen, qemu_machine, qemu_accel, qemu_cpu).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.vm_config '{"name": "web", ...}' en-us '{"run_dir": "/run/kvm", ...}'
+    """
+    try:
+        return _vmconf.render(_paths.vm_templates_dir(), vm, keyboard, settings)
+    except (KeyError, ValueError) as exc:
+        raise CommandExecutionError(f"qemu parameters of VM {vm.get('name')}: {exc}") from exc
+
+
+def kissclusterd_conf(cluster, heartbeat):
+    """
+    The text of kissclusterd's config for ``cluster`` (pillar ``kiss:cluster``) and the merged
+    heartbeat settings (defaults.yaml under pillar ``kiss:cluster:heartbeat``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.kissclusterd_conf '{"members": [...], ...}' '{"port": 694, ...}'
     """
     from kisscluster import nodeconf as _nodeconf
 
     try:
-        return _nodeconf.kissclusterd_conf(__pillar__["kiss"]["cluster"], heartbeat)
+        return _nodeconf.kissclusterd_conf(cluster, heartbeat)
     except (KeyError, ValueError) as exc:
         raise CommandExecutionError(f"kissclusterd config: {exc}") from exc
 

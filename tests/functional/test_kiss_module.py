@@ -72,3 +72,9 @@ def test_salt_call_reports_inventory_errors(example_site, tmp_path):
 
     assert done.returncode != 0
     assert "vm-config/example/web.yml: (file): is not valid YAML" in done.stderr
+
+
+def test_a_failed_action_is_a_command_error_naming_the_command(loaders):
+    """The real drbdadm-84 on a resource no config defines: it fails before touching DRBD."""
+    with pytest.raises(CommandExecutionError, match=r"drbdadm-84 adjust nosuchvm exited \d+: .+"):
+        loaders.modules.kiss.drbd_adjust("nosuchvm", drbdadm="/usr/lib/drbd/drbdadm-84")

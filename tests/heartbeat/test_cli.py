@@ -45,3 +45,34 @@ def test_not_a_member_exits_with_status_2(tmp_path):
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "is this a cluster member" in done.stderr
+
+
+def check_config(config) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, KISSCLUSTERD, "check-config", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_check_config_is_silent_on_a_good_file(tmp_path):
+    """The secret file is not read: kiss.node checks the config before kiss-init copies it."""
+    config = tmp_path / "kissclusterd.conf"
+    config.write_text(
+        "[kissclusterd]\nstor_addrs = 10.231.9.1 10.231.9.2\nprod_addrs = 10.231.8.1 10.231.8.2\n"
+        f"ping_addr = 10.231.8.254\nsecret_file = {tmp_path / 'absent'}\ndead_time = 2\n"
+    )
+    done = check_config(config)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_check_config_names_the_file_and_key_of_a_bad_file(tmp_path):
+    config = tmp_path / "kissclusterd.conf"
+    config.write_text(
+        "[kissclusterd]\nstor_addrs = 10.231.9.1 10.231.9.2\nprod_addrs = 10.231.8.1 10.231.8.2\n"
+        "ping_addr = 10.231.8.254\ninterval = 2\ndead_time = 3\n"
+    )
+    done = check_config(config)
+    assert done.returncode == 1 and done.stdout == ""
+    assert f"{config}: [kissclusterd] dead_time: 3.0 s must be at least twice" in done.stderr
+    missing = check_config(tmp_path / "absent.conf")
+    assert missing.returncode == 1 and "absent.conf: cannot read" in missing.stderr

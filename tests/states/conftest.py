@@ -136,7 +136,8 @@ def make_node(base: Path, site: Path, name: str) -> Node:
         "runs the real lvs",
         f"os.execv({shutil.which('lvs')!r}, ['lvs', *sys.argv[1:]])",
     )
-    kissclusterd = shutil.which("kissclusterd") or str(Path(sys.prefix) / "bin" / "python3")
+    # kiss.node runs it (check-config) before it installs kissclusterd.conf.
+    kissclusterd = str(Path(sys.executable).with_name("kissclusterd"))
     lookup = {
         "root": str(root),
         "drbdadm": drbdadm,

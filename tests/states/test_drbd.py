@@ -60,25 +60,20 @@ def test_every_resource_of_the_example_parses_with_its_minors_and_port(kiss, tmp
 
 
 @pytest.mark.fast
-def test_check_config_fails_with_drbdadms_own_message(kiss):
-    text = drbd.render_resource(kiss["vms"]["db"], kiss["cluster"]["members"], "vg0")
-    drbd.check_config(DRBDADM_84, text, "/etc/drbd.d/db.res")
-    broken = text.replace("minor 1;", "minor 0;")  # two volumes on one minor
-    with pytest.raises(drbd.DrbdConfigError) as error:
-        drbd.check_config(DRBDADM_84, broken, "/etc/drbd.d/db.res")
-    message = str(error.value)
-    assert message.startswith("drbdadm rejects /etc/drbd.d/db.res:")
-    assert "minor" in message and "/tmp/" not in message
-
-
-@pytest.mark.fast
-def test_ipv6_storage_addresses_are_bracketed_and_accepted(kiss):
+def test_ipv6_storage_addresses_are_bracketed_and_accepted(kiss, tmp_path):
     members = [
         dict(m, stor_addr=f"fd00::{i + 1}") for i, m in enumerate(kiss["cluster"]["members"])
     ]
     text = drbd.render_resource(kiss["vms"]["web"], members, "vg0")
     assert "address ipv6 [fd00::1]:10008;" in text
-    drbd.check_config(DRBDADM_84, text, "web.res")
+    (tmp_path / "web.res").write_text(text)
+    dump = subprocess.run(
+        drbd.dump_command(DRBDADM_84, tmp_path / "web.res"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dump.returncode == 0, dump.stderr
 
 
 @pytest.mark.parametrize(("node", "syncs"), [("node1", False), ("node2", True)])

@@ -3,11 +3,11 @@ the rest (packages, the DRBD module, the VM user, daemon-reload) in test mode on
 has no DRBD module, no systemd as PID 1, and its users are not ours to change."""
 
 import os
-import shutil
 import subprocess
 
 import pytest
-from kisstest import salt_call
+import yaml
+from kisstest import salt_call, write_minion_config
 
 UNITS = (
     "vm@.service",
@@ -105,7 +105,7 @@ def test_secret_is_created_once_with_mode_0600_and_never_overwritten(node1):
     secret.write_text("copied-from-the-primary\n")  # what kiss-init does on the peer
     secret.chmod(0o644)
     results = node1.apply("kiss.node.files")
-    assert results["kiss-node-files-kissclusterd-secret"]["changes"] == {"mode": "0o644 -> 0o600"}
+    assert results["kiss-node-files-kissclusterd-secret"]["changes"] == {"mode": "0600"}
     assert secret.read_text() == "copied-from-the-primary\n"
     assert secret.stat().st_mode & 0o7777 == 0o600
 
@@ -116,7 +116,9 @@ def test_node_in_test_mode_lists_every_change_and_touches_nothing(node1):
     assert results["kiss-node-services-systemd-daemon-reload"]["result"] is None
     assert results["kiss-node-services-drbd-module-loaded"]["result"] is not False
     run_dir = results["kiss-node-services-run-dir-created"]
-    assert (run_dir["result"], run_dir["changes"]) == (None, {"created": "/run/kvm"})
+    tmpfiles = f"/bin/systemd-tmpfiles --create {node1.root}/etc/tmpfiles.d/kisscluster.conf"
+    assert (run_dir["result"], run_dir["changes"]) == (None, {"cmd": tmpfiles})
+    assert results["kiss-node-services-kissclusterd-reloaded"]["result"] is None
     for unit in UNITS:
         assert results[f"kiss-node-files-unit-{unit}"]["result"] is None
     # already importable here, as in the lab: installing kisscluster is a no-op
@@ -126,26 +128,74 @@ def test_node_in_test_mode_lists_every_change_and_touches_nothing(node1):
     assert node1.systemctl_calls() == []
 
 
+def set_heartbeat(site, **settings) -> None:
+    cluster_file = site / "pillar" / "cluster.yml"
+    data = yaml.safe_load(cluster_file.read_text())
+    data["cluster"]["heartbeat"] = settings
+    cluster_file.write_text(yaml.safe_dump(data))
+
+
+def test_kissclusterd_conf_is_checked_by_the_daemon_before_it_is_installed(node1, site):
+    results_ok(node1.apply("kiss.node.files"))
+    installed = node1.file("etc/kisscluster/kissclusterd.conf")
+    set_heartbeat(site, dead_time=1)  # less than twice the interval: the daemon refuses it
+    results = node1.apply("kiss.node.files")
+    conf = results["kiss-node-files-kissclusterd-conf"]
+    assert conf["result"] is False
+    assert "[kissclusterd] dead_time: 1.0 s must be at least twice the interval" in conf["comment"]
+    assert node1.file("etc/kisscluster/kissclusterd.conf") == installed
+    set_heartbeat(site, dead_time=4)
+    results_ok(node1.apply("kiss.node.files"))
+    assert "dead_time = 4\n" in node1.file("etc/kisscluster/kissclusterd.conf")
+
+
+def test_running_daemon_is_reloaded_only_when_its_config_changed(node1, site):
+    """The reload and what it requires (the files, daemon-reload) from kiss.node, nothing else:
+    systemctl is the recorder."""
+    reload = ["try-reload-or-restart", "kissclusterd.service"]
+
+    def apply() -> dict:
+        results = salt_call(
+            node1.config, "state.sls_id", "kiss-node-services-kissclusterd-reloaded", "kiss.node"
+        )
+        results_ok({ret["__id__"]: ret for ret in results.values()})
+        return results
+
+    apply()
+    assert node1.systemctl_calls() == [["daemon-reload"], reload]
+    apply()
+    assert node1.systemctl_calls() == [["daemon-reload"], reload]
+    set_heartbeat(site, port=695)
+    apply()
+    assert node1.systemctl_calls()[2:] == [["daemon-reload"], reload]
+
+
 def test_run_dir_is_created_at_once_from_its_tmpfiles_entry(node1, tmp_path):
-    """The real systemd-tmpfiles on an entry of our own under tmp_path: the kiss-vm user of the
-    product's entry does not exist on this host."""
+    """kiss.node's own state, taken from the rendered SLS, on a run_dir under tmp_path owned by
+    root: the kiss-vm user of the product's entry does not exist on this host."""
     run_dir = tmp_path / "run" / "kvm"
-    config = tmp_path / "kisscluster.conf"
-    config.write_text(f"d {run_dir} 0750 root root -\n", encoding="utf-8")
-    state = [
-        "state.single", "kiss.tmpfiles_created", f"name={run_dir}", f"config={config}",
-        f"systemd_tmpfiles={shutil.which('systemd-tmpfiles')}",
-    ]  # fmt: skip
+    lookup = {**node1.lookup, "run_dir": str(run_dir), "vm_user": "root"}
+    write_minion_config(node1.config, node1.site, node1.name, kiss_lookup=lookup)
+    results_ok(node1.apply("kiss.node.files"))
+    (chunk,) = [
+        c
+        for c in salt_call(node1.config, "state.show_low_sls", "kiss.node")
+        if c["__id__"] == "kiss-node-services-run-dir-created"
+    ]
+    assert (chunk["state"], chunk["fun"], chunk["creates"]) == ("cmd", "run", str(run_dir))
+    config = node1.root / "etc/tmpfiles.d/kisscluster.conf"
+    assert chunk["name"] == f"/bin/systemd-tmpfiles --create {config}"
+    state = ["state.single", "cmd.run", f"name={chunk['name']}", f"creates={chunk['creates']}"]
 
     def apply(*extra: str) -> dict:
         (ret,) = salt_call(node1.config, *state, *extra).values()
         return ret
 
     preview = apply("test=True")
-    assert (preview["result"], preview["changes"]) == (None, {"created": str(run_dir)})
+    assert (preview["result"], bool(preview["changes"])) == (None, True)
     assert not run_dir.exists()
     created = apply()
-    assert (created["result"], created["changes"]) == (True, {"created": str(run_dir)})
+    assert (created["result"], created["changes"]["retcode"]) == (True, 0)
     assert run_dir.stat().st_mode & 0o7777 == 0o750
     again = apply()
     assert (again["result"], again["changes"]) == (True, {})

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from kisstest import salt_call
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -32,8 +33,7 @@ def assert_all_succeeded(results: dict) -> None:
 
 
 def planned_steps(results: dict, vm: str) -> list[str]:
-    ret = results[SKELETON.format(vm)]
-    return list((ret["changes"].get("would") or ret["changes"].get("done") or {}).keys())
+    return list(results[SKELETON.format(vm)]["changes"])
 
 
 def test_fresh_node_test_mode_lists_lvs_metadata_and_sync_on_primary_only(nodes):
@@ -144,6 +144,33 @@ def test_generated_resources_pass_the_real_drbdadm_parser(node1):
     assert "device       /dev/drbd2 minor 2;" in dump  # db's third volume
 
 
+def test_a_resource_drbdadm_rejects_is_never_written(node1, tmp_path):
+    """kiss.vms's own check_cmd, taken from the rendered SLS, on db's resource made invalid."""
+    assert_all_succeeded(node1.apply("kiss.vms"))
+    resource = node1.root / "etc/drbd.d/db.res"
+    good = resource.read_text()
+    (chunk,) = [
+        c
+        for c in salt_call(node1.config, "state.show_low_sls", "kiss.vms")
+        if c["__id__"] == "kiss-vms-disks-db-drbd-resource"
+    ]
+    assert chunk["check_cmd"] == "/usr/lib/drbd/drbdadm-84 dump all -c"
+    broken = tmp_path / "broken.res"
+    broken.write_text(good.replace("minor 1;", "minor 0;"))  # two volumes on one minor
+    (ret,) = salt_call(
+        node1.config,
+        "state.single",
+        "file.managed",
+        f"name={resource}",
+        f"source={broken}",
+        f"check_cmd={chunk['check_cmd']}",
+        check=False,
+    ).values()
+    assert ret["result"] is False
+    assert "explicit minor number must match with device name" in ret["comment"]
+    assert resource.read_text() == good
+
+
 def test_existing_lvs_mean_no_metadata_and_no_forced_primary_whatever_changed(node1, site):
     """A VM whose root LV exists never gets create-md or primary --force again."""
     assert_all_succeeded(node1.apply("kiss.vms"))
@@ -163,8 +190,14 @@ def test_existing_lvs_mean_no_metadata_and_no_forced_primary_whatever_changed(no
     results = node1.apply("kiss.vms")
     assert_all_succeeded(results)
     db_ret = results[SKELETON.format("db")]
-    assert list(db_ret["changes"]["done"]) == ["create LV vg0/db_scratch (8M)"]
-    assert any("grow it with kiss.grow_disk" in w for w in db_ret["warnings"])
+    # the same changes as the preview's: each step and its command
+    assert db_ret["changes"] == preview[SKELETON.format("db")]["changes"]
+    assert db_ret["changes"] == {
+        "create LV vg0/db_scratch (8M)": f"{node1.lookup['lvcreate']} --yes --name db_scratch "
+        "--size 8388608b vg0"
+    }
+    assert any("`lvextend -L 48M vg0/db_data` on both" in w for w in db_ret["warnings"])
+    assert any("`drbdadm resize db/1` on one" in w for w in db_ret["warnings"])
     assert any("drbdadm create-md db/3" in w for w in db_ret["warnings"])
     assert node1.vg.lvs()["db_data"] == 32 << 20  # reported, not grown
     assert len(node1.drbd_calls()) == calls_before

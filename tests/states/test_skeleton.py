@@ -57,7 +57,7 @@ def test_existing_vm_gets_nothing_of_drbd_whatever_else_changed(vms):
     plan = skeleton.plan(vms["db"], "node2", "vg0", existing, PROGRAMS)
     assert not plan.new_vm
     assert whats(plan) == ["create LV vg0/db_logs (16M)"]
-    assert any("db_data is 16M" in note and "kiss.grow_disk" in note for note in plan.notes)
+    assert any("db_data is 16M" in note and "lvextend -L 32M" in note for note in plan.notes)
     assert any("drbdadm create-md db/2" in note for note in plan.notes)
 
 

@@ -1,6 +1,6 @@
 # The files of a node, all under the `root` prefix: units and targets, DRBD's global config,
 # /run/kvm tmpfiles, the qemu bridge ACL, kissclusterd's config and secret.
-{%- from "kiss/map.jinja" import kiss with context %}
+{%- from "kiss/map.jinja" import kiss, cluster with context %}
 {%- set systemd_dir = kiss.root ~ kiss.systemd_dir %}
 {%- for unit in ["vm@.service", "drbd-resource@.service", "kissclusterd.service",
                  "all-vms.target", "primary-vms.target", "no-vms.target", "manual-vms.target"] %}
@@ -81,13 +81,22 @@ kiss-node-files-qemu-bridge-helper-setuid:
     - group: kvm
     - mode: "4750"
 
+# Checked by the daemon's own loader before it is written; kiss.node.services reloads the daemon.
 kiss-node-files-kissclusterd-conf:
   file.managed:
     - name: {{ kiss.root }}{{ kiss.kissclusterd_conf }}
-    - contents: {{ salt["kiss.kissclusterd_conf"](kiss.heartbeat) | json }}
+    - contents: {{ salt["kiss.kissclusterd_conf"](cluster, kiss.heartbeat) | json }}
+    - check_cmd: {{ kiss.kissclusterd }} check-config --config
     - makedirs: True
     - mode: "0644"
 
+# A random secret, created when absent and never shown or replaced: kiss-init copies the
+# primary's to the peer.
 kiss-node-files-kissclusterd-secret:
-  kiss.secret:
+  file.managed:
     - name: {{ kiss.root }}{{ kiss.heartbeat.secret_file }}
+    - contents: {{ salt["random.get_str"](64, chars="0123456789abcdef") | json }}
+    - replace: False
+    - show_changes: False
+    - makedirs: True
+    - mode: "0600"

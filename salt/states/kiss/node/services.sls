@@ -6,18 +6,26 @@ kiss-node-services-drbd-module-loaded:
     - name: {{ kiss.drbd_module }}
 
 kiss-node-services-systemd-daemon-reload:
-  kiss.daemon_reloaded:
-    - name: kiss.node
-    - systemctl: {{ kiss.systemctl }}
+  cmd.run:
+    - name: {{ kiss.systemctl }} daemon-reload
     - onchanges:
       - sls: kiss.node.files
 
+# A running kissclusterd re-reads its config on SIGHUP (ExecReload); one that is not running
+# reads it when it starts.
+kiss-node-services-kissclusterd-reloaded:
+  cmd.run:
+    - name: {{ kiss.systemctl }} try-reload-or-restart kissclusterd.service
+    - onchanges:
+      - file: kiss-node-files-kissclusterd-conf
+    - require:
+      - cmd: kiss-node-services-systemd-daemon-reload
+
 # /run/kvm now: systemd-tmpfiles would otherwise make it only at the next boot.
 kiss-node-services-run-dir-created:
-  kiss.tmpfiles_created:
-    - name: {{ kiss.run_dir }}
-    - config: {{ kiss.root }}{{ kiss.tmpfiles_dir }}/kisscluster.conf
-    - systemd_tmpfiles: {{ kiss.systemd_tmpfiles }}
+  cmd.run:
+    - name: {{ kiss.systemd_tmpfiles }} --create {{ kiss.root }}{{ kiss.tmpfiles_dir }}/kisscluster.conf
+    - creates: {{ kiss.run_dir }}
     - require:
       - user: kiss-node-packages-vm-user-present
       - file: kiss-node-files-tmpfiles-run-kvm

@@ -1,20 +1,26 @@
-# Per active VM: its DRBD resource file (checked by drbdadm), then its LVs and - for a VM new on
-# this node only - DRBD metadata, bring-up and, on its primary_on node, the initial sync.
-{%- from "kiss/map.jinja" import kiss with context %}
-{%- for name in salt["pillar.get"]("kiss:vms", {}) | sort %}
+# Per active VM: its DRBD resource file (checked by drbdadm before it is written), then its LVs
+# and - for a VM new on this node only - DRBD metadata, bring-up and, on its primary_on node,
+# the initial sync.
+{%- from "kiss/map.jinja" import kiss, cluster with context %}
+{%- for name, vm in salt["pillar.get"]("kiss:vms", {}) | dictsort %}
 
 kiss-vms-disks-{{ name }}-drbd-resource:
-  kiss.drbd_resource:
-    - name: {{ name }}
-    - path: {{ kiss.root }}{{ kiss.drbd_dir }}/{{ name }}.res
-    - parser: {{ kiss.drbdadm_parser }}
+  file.managed:
+    - name: {{ kiss.root }}{{ kiss.drbd_dir }}/{{ name }}.res
+    - contents: {{ salt["kiss.drbd_resource"](vm, cluster.members, cluster.volume_group) | json }}
+    # drbdadm parses the candidate alone (no kernel module needed); Salt appends its path.
+    - check_cmd: {{ kiss.drbdadm_parser }} dump all -c
+    - makedirs: True
+    - mode: "0644"
 
 kiss-vms-disks-{{ name }}-lvs-and-drbd:
   kiss.vm_disks:
     - name: {{ name }}
+    - vm: {{ vm | json }}
+    - cluster: {{ cluster | json }}
     - lvs: {{ kiss.lvs }}
     - lvcreate: {{ kiss.lvcreate }}
     - drbdadm: {{ kiss.drbdadm }}
     - require:
-      - kiss: kiss-vms-disks-{{ name }}-drbd-resource
+      - file: kiss-vms-disks-{{ name }}-drbd-resource
 {%- endfor %}

@@ -2,8 +2,7 @@
 {%- from "kiss/map.jinja" import kiss with context %}
 
 kiss-vms-reload-systemd-daemon-reload:
-  kiss.daemon_reloaded:
-    - name: kiss.vms
-    - systemctl: {{ kiss.systemctl }}
+  cmd.run:
+    - name: {{ kiss.systemctl }} daemon-reload
     - onchanges:
       - sls: kiss.vms.units
