@@ -2,9 +2,10 @@
 
 A VM is *new* on this node when its root LV does not exist yet. Only then, after creating its
 LVs, does the node write DRBD metadata (on each volume whose LV this run creates), bring the
-resource up, and - on the VM's `primary_on` node only - force it primary once to start the initial
-sync, then hand it back to systemd as secondary. A VM whose root LV exists never gets metadata or
-a forced primary again, whatever else changed: a missing extra disk is created and reported for
+resource up, and - on the VM's `primary_on` node only - start the initial sync from here, unless
+the peer holds the VM's data (kisscluster.initialsync: a rebuilt node's new copy syncs from the
+peer instead). A VM whose root LV exists never gets metadata or an initial sync again, whatever
+else changed: a missing extra disk is created and reported for
 the operator, a size larger than the LV is reported, and nothing is ever shrunk or removed.
 
 Each step names the `kiss.*` execution function that acts and its arguments; the state
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kisscluster import drbd, lvm, names
+from kisscluster import drbd, initialsync, lvm, names
 from kisscluster.inventory import format_size
 
 
@@ -31,18 +32,19 @@ COMMANDS: dict[str, Callable[..., list[str]]] = {
     "lv_create": lvm.lvcreate_command,
     "drbd_create_md": drbd.create_md_command,
     "drbd_adjust": drbd.adjust_command,
-    "drbd_primary_force": drbd.primary_force_command,
-    "drbd_secondary": drbd.secondary_command,
+    "drbd_initial_sync": initialsync.command,
 }
 
 
 @dataclass(frozen=True)
 class Step:
-    """`kiss.<function>(**kwargs)`; `what` names the step in changes and failure messages."""
+    """`kiss.<function>(**kwargs)`; `what` names the step in changes and failure messages;
+    `tells`: what the function returns is for the operator."""
 
     what: str
     function: str
     kwargs: Mapping[str, Any]
+    tells: bool = False
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -127,12 +129,12 @@ def plan(
     resource = {"drbdadm": programs.drbdadm, "resource": name}
     steps.append(Step(f"bring up DRBD resource {name}", "drbd_adjust", resource))
     if vm["primary_on"] == node:
-        steps += [
-            Step(f"start the initial sync of {name} from {node}", "drbd_primary_force", resource),
+        steps.append(
             Step(
-                f"leave {name} secondary for drbd-resource@{name}.service",
-                "drbd_secondary",
+                f"start the initial sync of {name} from {node} unless the peer holds its data",
+                "drbd_initial_sync",
                 resource,
-            ),
-        ]
+                tells=True,
+            )
+        )
     return Plan(name, True, tuple(steps), tuple(notes))

@@ -6,6 +6,9 @@ promote RESOURCE      retry `drbdadm primary RESOURCE` until it works: after a f
                       once: it missed writes, and the VM must run where the copy is UpToDate.
 retry-failed -- ACTION  reset the failed vm@ and drbd-resource@ units and run ACTION (the
                       heartbeat's action for its state) to start them again; exits 3 if it did.
+initial-sync RESOURCE  kiss.vms on a VM's primary_on node, for a resource it just created: start
+                      the initial sync from here unless the peer holds the data
+                      (kisscluster.initialsync).
 powerdown VM PID      ask the guest to shut down (`system_powerdown` on the human monitor) and wait
                       for qemu PID to exit; systemd's TimeoutStopSec ends the wait with SIGTERM.
 """
@@ -18,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from kisscluster import names
+from kisscluster import initialsync, names
 
 RETRY_SECONDS = 2.0
 CANNOT_RUN = ("Outdated", "Inconsistent", "Diskless", "Failed", "Attaching", "Negotiating")
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     powerdown_parser.add_argument("--run-dir", type=Path, default=Path("/run/kvm"))
     powerdown_parser.add_argument("vm")
     powerdown_parser.add_argument("pid", type=int)
+    sync_parser = commands.add_parser("initial-sync")
+    sync_parser.add_argument("--drbdadm", default="drbdadm")
+    sync_parser.add_argument("resource")
     retry_parser = commands.add_parser("retry-failed")
     retry_parser.add_argument("action", nargs="+")
     args = parser.parse_args(argv)
@@ -127,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             return promote(args.drbdadm, args.resource)
         if args.command == "retry-failed":
             return retry_failed(args.action)
+        if args.command == "initial-sync":
+            print(initialsync.initial_sync(args.drbdadm, args.resource), flush=True)
+            return 0
         return powerdown(args.run_dir, args.vm, args.pid)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"kisscluster.unitctl {args.command}: {exc}", file=sys.stderr)
         return 1
 

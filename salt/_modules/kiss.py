@@ -9,6 +9,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     from kisscluster import drbd as _drbd
+    from kisscluster import initialsync as _initialsync
     from kisscluster import inventory as _inventory
     from kisscluster import lvm as _lvm
     from kisscluster import paths as _paths
@@ -198,31 +199,19 @@ def drbd_adjust(resource, drbdadm="drbdadm"):
     return _run(_drbd.adjust_command(drbdadm, resource))
 
 
-def drbd_primary_force(resource, drbdadm="drbdadm"):
+def drbd_initial_sync(resource, drbdadm="drbdadm"):
     """
-    Declare this node's copy of ``resource`` good and make it primary: the initial sync of a new
-    VM runs from here to the peer.
+    Start the initial sync of ``resource``, just created here, from this node, unless the peer's
+    copy holds data: then this copy syncs from the peer (kisscluster.initialsync). Returns what
+    was done.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call --local kiss.drbd_primary_force web
+        salt-call --local kiss.drbd_initial_sync web
     """
-    return _run(_drbd.primary_force_command(drbdadm, resource))
-
-
-def drbd_secondary(resource, drbdadm="drbdadm"):
-    """
-    Make ``resource`` secondary on this node.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call --local kiss.drbd_secondary web
-    """
-    return _run(_drbd.secondary_command(drbdadm, resource))
+    return _run(_initialsync.command(drbdadm, resource))
 
 
 def drbd_resource(vm, members, volume_group):

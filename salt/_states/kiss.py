@@ -28,7 +28,7 @@ def vm_disks(name, vm, cluster, lvs, lvcreate, drbdadm):
     The LVs and, for a VM new on this node, the DRBD setup of VM ``name`` (``vm``: its record of
     pillar ``kiss:vms``; ``cluster``: pillar ``kiss:cluster``): create its missing LVs; only when
     this run creates the root LV also ``create-md`` on each new volume and ``adjust``, and on the
-    VM's ``primary_on`` node the initial sync (``primary --force``, then secondary). Never
+    VM's ``primary_on`` node the initial sync, unless the peer holds the VM's data. Never
     shrinks or removes an LV; a size larger than the LV is reported. ``changes`` maps each step
     to its command, in test mode (would run) as in a real run (ran).
     """
@@ -56,17 +56,20 @@ def vm_disks(name, vm, cluster, lvs, lvcreate, drbdadm):
             comment="\n".join([f"VM {name}: would run {len(plan.steps)} step(s)", *plan.notes]),
         )
         return ret
+    told = []
     for step in plan.steps:
         try:
-            __salt__[f"kiss.{step.function}"](**step.kwargs)
+            output = __salt__[f"kiss.{step.function}"](**step.kwargs)
         except Exception as exc:  # CommandExecutionError, or a step that could not start
             ret.update(result=False, comment=f"VM {name}: step '{step.what}' failed: {exc}")
             return ret
         ret["changes"][step.what] = commands[step.what]
+        if step.tells:
+            told.append(output.strip())
     after = __salt__["kiss.lvs"](volume_group, lvs, refresh=True)
     missing = [d["lv"] for d in vm["disks"] if d["lv"] not in after]
     if missing:
         ret.update(result=False, comment=f"VM {name}: LVs still missing after lvcreate: {missing}")
         return ret
-    ret["comment"] = "\n".join([f"VM {name}: ran {len(plan.steps)} step(s)", *plan.notes])
+    ret["comment"] = "\n".join([f"VM {name}: ran {len(plan.steps)} step(s)", *told, *plan.notes])
     return ret

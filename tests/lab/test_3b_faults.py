@@ -8,109 +8,29 @@ each VM's disk, on the node running it, before the fault (and on the survivor du
 be on the disk of whichever node runs the VM afterwards.
 """
 
-import shlex
 import threading
 import time
 from typing import Any
 
 import pytest
-from labtest import (
-    Lab,
-    Sampler,
-    kiss_pillar,
-    runner,
-    settled_clean,
-    snapshot,
-    split_brains,
-    vm_running,
-    wait_until,
+from faults import (
+    BEFORE,
+    DURING,
+    SETTLE_TIMEOUT,
+    TAKEOVER_TIMEOUT,
+    Markers,
+    check,
+    mark_survivor_runs,
+    node1_vms_run_on_node2,
+    settle,
+    vms_of,
 )
+from labtest import Lab, Sampler, snapshot, split_brains, vm_running, wait_until
 
 from kisscluster.lab import cluster
-from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC, SWITCH_NIC, Machine
+from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC, SWITCH_NIC
 
 pytestmark = pytest.mark.lab
-
-SETTLE_TIMEOUT = 600
-TAKEOVER_TIMEOUT = 180
-BLOCK = 4096
-BEFORE, DURING = 2, 1  # markers live in these blocks, counted from the end of volume 0
-
-
-def _block_script(vm: str, slot: int) -> str:
-    device = f"/dev/drbd/by-res/{vm}/0"
-    return f"n=$(( $(blockdev --getsize64 {device}) / {BLOCK} - {slot} )); dev={device}; "
-
-
-def write_marker(lab: Lab, machine: Machine, vm: str, slot: int, text: str) -> None:
-    """`text` into one block of the VM's first volume on `machine`, with fsync (direct I/O)."""
-    script = _block_script(vm, slot) + (
-        f"printf %s {shlex.quote(text)} | dd of=$dev bs={BLOCK} count=1 seek=$n "
-        "conv=sync,fsync oflag=direct iflag=fullblock status=none"
-    )
-    lab.sh(machine, "sh", "-c", shlex.quote(script))
-
-
-def read_marker(lab: Lab, machine: Machine, vm: str, slot: int) -> str:
-    script = _block_script(vm, slot) + (
-        f"dd if=$dev bs={BLOCK} count=1 skip=$n iflag=direct status=none | tr -d '\\000'"
-    )
-    return lab.sh(machine, "sh", "-c", shlex.quote(script))
-
-
-class Markers:
-    """The markers written in one scenario, and where they must be found afterwards."""
-
-    def __init__(self, lab: Lab, scenario: str) -> None:
-        self.lab = lab
-        self.scenario = scenario
-        self.written: dict[tuple[str, int], str] = {}
-
-    def write(self, vm: str, slot: int, machine: Machine | None = None) -> None:
-        """On `machine`, or else on the node running the VM."""
-        machine = machine or runner(self.lab, vm)
-        assert machine is not None, f"{vm} runs nowhere"
-        text = f"{self.scenario} {vm} slot {slot} on {machine.name} at {time.time():.3f}"
-        write_marker(self.lab, machine, vm, slot, text)
-        self.written[(vm, slot)] = text
-
-    def lost(self) -> list[str]:
-        """Every marker not on the disk of the node that runs its VM now."""
-        missing = []
-        for (vm, slot), text in sorted(self.written.items()):
-            machine = runner(self.lab, vm)
-            found = read_marker(self.lab, machine, vm, slot) if machine else "(VM runs nowhere)"
-            if found != text:
-                missing.append(f"{vm} slot {slot}: wrote {text!r}, found {found!r}")
-        return missing
-
-
-def vms_of(lab: Lab) -> dict[str, Any]:
-    vms: dict[str, Any] = kiss_pillar(lab)["vms"]
-    return vms
-
-
-def settle(lab: Lab, vms: dict[str, Any], what: str) -> float:
-    return wait_until(what, lambda: settled_clean(lab, vms), SETTLE_TIMEOUT)
-
-
-def check(lab: Lab, sampler: Sampler, markers: Markers) -> None:
-    both, brains, lost = sampler.both_ran(), split_brains(lab), markers.lost()
-    assert not both, both
-    assert not brains, brains
-    assert not lost, lost
-
-
-def mark_survivor_runs(lab: Lab, vms: dict[str, Any], markers: Markers, stop: threading.Event):
-    """While the fault lasts: a marker for each VM of node1's once node2 runs it."""
-    while not stop.is_set():
-        state = snapshot(lab.node2)
-        for vm, record in vms.items():
-            moved = record["primary_on"] == "node1" and vm_running(state, vm)
-            if moved and (vm, DURING) not in markers.written:
-                markers.write(vm, DURING, lab.node2)
-        stop.wait(2)
-
 
 # Both failed in one full lab run and were fixed after it (the stand-down now force-detaches
 # before it releases the frozen I/O; the fence-peer handler now waits fence_patience for a
@@ -225,11 +145,6 @@ def test_a_crash_while_the_peer_is_stale_never_starts_the_stale_copy(rolled_out:
     lab.record("cut then crash: node1 boot -> settled", time.monotonic() - began)
     lab.record("cut then crash: settled after boot", took)
     check(lab, sampler, markers)
-
-
-def node1_vms_run_on_node2(lab: Lab, vms: dict[str, Any]) -> bool:
-    state = snapshot(lab.node2)
-    return all(vm_running(state, vm) for vm, r in vms.items() if r["primary_on"] == "node1")
 
 
 def test_a_node_cut_off_from_everything_stands_down_and_its_peer_takes_over(

@@ -8,7 +8,8 @@ What this host cannot do, and the seam each fixture uses instead:
   `lvs` is wrapped by a recorder that counts its calls);
 * the DRBD kernel module: `drbdadm` is a recorder that hands every call on to the real
   `drbdadm-84 --dry-run` in a UTS namespace named like the node, against the files the states
-  wrote, so drbdadm parses the config and the command but touches no device;
+  wrote, so drbdadm parses the config and the command but touches no device (`dstate`, which
+  needs the kernel, is answered as two new copies);
 * systemd as PID 1: `systemctl` is a recorder.
 The real run of all three is the lab's (the qemu lab issue).
 """
@@ -41,7 +42,11 @@ with open({log!r}, "a", encoding="utf-8") as log:
 {body}
 '''
 
-DRBDADM_BODY = """libc = ctypes.CDLL(None, use_errno=True)
+# `dstate` reads the kernel's state, which --dry-run cannot: the stand-in answers as the two
+# new copies of a first roll-out (kisscluster.initialsync then starts the initial sync).
+DRBDADM_BODY = """if sys.argv[1:2] == ["dstate"]:
+    sys.exit(print("Inconsistent/Inconsistent"))
+libc = ctypes.CDLL(None, use_errno=True)
 if libc.unshare({clone}) != 0:
     sys.exit("unshare(CLONE_NEWUTS) failed: errno %d" % ctypes.get_errno())
 socket.sethostname({node!r})

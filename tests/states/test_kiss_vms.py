@@ -45,7 +45,7 @@ def test_fresh_node_test_mode_lists_lvs_metadata_and_sync_on_primary_only(nodes)
             assert [s for s in steps if s.startswith("create LV")], (node.name, vm, steps)
             assert f"create DRBD metadata {vm}/0" in steps
             primary_on = {"db": "node2", "mail": "node1", "web": "node1"}[vm]
-            sync = f"start the initial sync of {vm} from {node.name}"
+            sync = f"start the initial sync of {vm} from {node.name} unless the peer holds its data"
             assert (sync in steps) == (primary_on == node.name), (node.name, vm, steps)
         assert planned_steps(results, "db")[:3] == [
             "create LV vg0/db_root (64M)",
@@ -70,10 +70,12 @@ def test_apply_creates_skeleton_then_second_apply_changes_nothing(node1):
         ["adjust", "db"],
         ["--force", "create-md", "mail/0"],
         ["adjust", "mail"],
+        ["dstate", "mail"],
         ["primary", "--force", "mail"],
         ["secondary", "mail"],
         ["--force", "create-md", "web/0"],
         ["adjust", "web"],
+        ["dstate", "web"],
         ["primary", "--force", "web"],
         ["secondary", "web"],
     ]
@@ -86,7 +88,7 @@ def test_apply_creates_skeleton_then_second_apply_changes_nothing(node1):
     assert_all_succeeded(second)
     assert changed(second) == {}
     assert len(node1.lvs_calls()) == 1 + 3 + 1
-    assert len(node1.drbd_calls()) == 12
+    assert len(node1.drbd_calls()) == 14
     assert node1.systemctl_calls() == [["daemon-reload"]]
 
     again = node1.apply("kiss.vms", test=True)

@@ -3,6 +3,8 @@ primary_on only, and nothing of DRBD for a VM whose root LV exists. Pure logic o
 pillar of the example site; the commands it yields are run against real drbdadm in test_drbd.py
 and through Salt in test_kiss_vms.py."""
 
+import sys
+
 import pytest
 
 from kisscluster import pillar, skeleton
@@ -32,24 +34,22 @@ def test_fresh_primary_node_creates_lvs_metadata_and_starts_the_sync(vms):
         "create DRBD metadata db/1",
         "create DRBD metadata db/2",
         "bring up DRBD resource db",
-        "start the initial sync of db from node2",
-        "leave db secondary for drbd-resource@db.service",
+        "start the initial sync of db from node2 unless the peer holds its data",
     ]
-    assert [list(step.argv) for step in plan.steps][-4:] == [
+    assert [list(step.argv) for step in plan.steps][-3:] == [
         ["drbdadm", "--force", "create-md", "db/2"],
         ["drbdadm", "adjust", "db"],
-        ["drbdadm", "primary", "--force", "db"],
-        ["drbdadm", "secondary", "db"],
+        [sys.executable, "-m", "kisscluster.unitctl", "initial-sync", "--drbdadm", "drbdadm", "db"],
     ]
     assert plan.steps[0].argv == (
         "lvcreate", "--yes", "--name", "db_root", "--size", "67108864b", "vg0",
     )  # fmt: skip
 
 
-def test_fresh_peer_node_never_forces_primary(vms):
+def test_fresh_peer_node_never_starts_the_initial_sync(vms):
     plan = skeleton.plan(vms["db"], "node1", "vg0", {}, PROGRAMS)
     assert whats(plan)[-1] == "bring up DRBD resource db"
-    assert not any("primary" in step.argv for step in plan.steps)
+    assert not any(step.function == "drbd_initial_sync" for step in plan.steps)
 
 
 def test_existing_vm_gets_nothing_of_drbd_whatever_else_changed(vms):

@@ -1,20 +1,10 @@
-# Packages, the kisscluster package itself, and the user VMs run as.
+# Packages and the user VMs run as. kisscluster itself is already there: these states run
+# from the virtual environment it is installed in (README, "Install").
 {%- from "kiss/map.jinja" import kiss with context %}
 
 kiss-node-packages-pkg-installed:
   pkg.installed:
     - pkgs: {{ kiss.packages | json }}
-
-# Kept as it is when Salt's Python has it (the lab and most sites install it before Salt can
-# use these states); otherwise pip installs kisscluster_source into Salt's Python.
-kiss-node-packages-kisscluster-pip-installed:
-  pip.installed:
-    - name: {{ kiss.kisscluster_source }}
-    - unless:
-      - fun: pip.is_installed
-        pkgname: kisscluster
-    - require:
-      - pkg: kiss-node-packages-pkg-installed
 
 kiss-node-packages-vm-user-present:
   user.present:
