@@ -94,6 +94,7 @@ def install_checkout(machine: Machine) -> None:
     write_guest_file(machine, "/etc/salt/minion.d/kiss-lab.conf", lab_settings())
     master = (CHECKOUT / "salt" / "master.example").read_text(encoding="utf-8")
     write_guest_file(machine, "/etc/kisscluster/salt-run/master", master)
+    machine.ssh(["sync"])  # a test may crash the node soon: the install must be on its disk
 
 
 def ensure_volume_group(machine: Machine) -> None:

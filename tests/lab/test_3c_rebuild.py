@@ -62,9 +62,10 @@ def test_node1_back_with_an_empty_volume_group_resyncs_from_node2(rolled_out: La
     lab.record("empty vg: boot + vgcreate + kiss-configure on node1", configured)
     lab.record("empty vg: node1 boot -> settled", time.monotonic() - began)
     lab.record("empty vg: kiss-configure -> settled", took)
-    check(lab, sampler, markers)
+    check(sampler, markers)
     early = [line for vm in node1_vms for line in stopped_early(sampler, vm, taken)]
     assert not early, early
-    for vm in vms:
-        for machine in lab.nodes:  # both copies hold what node2 wrote before the rejoin
-            assert markers.written[(vm, DURING)] in read_marker(lab, machine, vm, DURING)
+    for vm in vms:  # both copies hold what node2 wrote before the rejoin
+        for machine in lab.nodes:
+            on_disk = read_marker(lab, machine, vm, DURING, backing=True)
+            assert markers.written[(vm, DURING)] in on_disk, (machine.name, vm, on_disk)
