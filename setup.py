@@ -44,7 +44,7 @@ setup(
             "pytest-salt-factories>=1.0.5,<2",
             "hypothesis>=6.100,<7",
             "ruff>=0.15,<1",
-            "mypy>=1.10,<2",
+            "mypy>=1.10,<3",
         ],
     },
 )
