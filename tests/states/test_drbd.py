@@ -87,8 +87,15 @@ def test_new_vm_commands_are_what_drbdadm_84_would_run(kiss, tmp_path, node, syn
     for minor, lv in ((0, "db_root"), (1, "db_data"), (2, "db_logs")):
         assert f"drbdmeta {minor} v08 /dev/vg0/{lv} internal create-md --force" in printed
     assert any(" connect db ipv4:" in line for line in printed)
-    forced = [line for line in printed if line.endswith("primary 0 --force")]
-    assert bool(forced) == syncs
+    assert any(step.function == "drbd_initial_sync" for step in plan.steps) == syncs
+    # what the initial sync runs when both copies are new (kisscluster.initialsync)
+    forcing = [
+        drbd.primary_force_command(DRBDADM_84, "db"),
+        drbd.secondary_command(DRBDADM_84, "db"),
+    ]
+    printed = [line for argv in forcing for line in dry_run(config, node, argv)]
+    assert any(line.endswith("primary 0 --force") for line in printed), printed
+    assert any(line.endswith("secondary 0") for line in printed), printed
 
 
 @pytest.mark.fast
