@@ -37,7 +37,7 @@ def describe(record: VmRecord, cluster: Cluster) -> dict[str, Any]:
         "network_bridge": record.network_bridge,
         "drbd_resource": record.name,
         "drbd_minor": record.drbd_minor,
-        "drbd_port": inventory.DRBD_PORT_BASE + record.drbd_minor,
+        "drbd_port": cluster.drbd_port_base + record.drbd_minor,
         "vnc_display": record.drbd_minor,
         "mac": cluster.mac(record.drbd_minor),
         "disks": disks,
@@ -58,6 +58,7 @@ def cluster_data(cluster: Cluster) -> dict[str, Any]:
         "keyboard": cluster.keyboard,
         "default_template": cluster.default_template,
         "default_bridge": cluster.default_bridge,
+        "drbd_port_base": cluster.drbd_port_base,
         "heartbeat": dict(cluster.heartbeat),
         "lookup": dict(cluster.lookup),
     }

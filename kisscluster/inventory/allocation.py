@@ -4,7 +4,8 @@
   and the source of its MAC address; extra disk n has volume n and minor first + n;
 * a new VM gets the block after the highest ever assigned (`next_minor`, the high-water mark,
   which nothing ever lowers); new VMs are allocated in name order, so equal input gives equal bytes;
-* a VM without a `*.yml` file is disabled: it keeps its minors and its last configuration;
+* a VM without a `*.yml` file is disabled: it keeps its minors and its last configuration; so is
+  one whose file says `disabled: true` (as the original KISScluster's did), with that file's;
 * a disk that leaves a VM's file is an error unless the file lists it in `remove_disks`; its volume
   and minor are then retired, never handed out again.
 """
@@ -51,7 +52,6 @@ class Result(Record):
 
 
 def _apply_spec(record: VmRecord, spec: VmSpec) -> None:
-    record.disabled = False
     record.primary_on = spec.primary_on
     record.template = spec.template
     record.cpus = spec.cpus
@@ -155,19 +155,18 @@ def reconcile(
     taken = {minor for record in cache.vms.values() for minor in record.minors()}
     for name, record in sorted(cache.vms.items()):
         spec = specs.get(name)
-        if spec is None:
-            if not record.disabled:
-                record.disabled = True
-                result.disabled.append(name)
-            continue
-        if record.disabled:
-            result.activated.append(name)
-        _apply_spec(record, spec)
-        report = problems.report(shown[name])
-        _retire_disks(record, spec, result, report)
-        _add_disks(record, spec, cluster.minor_limit, taken, result, report)
+        disabled = spec is None or spec.disabled
+        if disabled != record.disabled:
+            (result.disabled if disabled else result.activated).append(name)
+        if spec is not None:
+            _apply_spec(record, spec)
+            report = problems.report(shown[name])
+            _retire_disks(record, spec, result, report)
+            _add_disks(record, spec, cluster.minor_limit, taken, result, report)
+        record.disabled = disabled
     for name in sorted(set(specs) - set(cache.vms)):
         if _allocate(name, specs[name], cluster, cache, problems.report(shown[name])):
             result.allocated.append(name)
+            cache.vms[name].disabled = specs[name].disabled
     problems.check()
     return cache, result

@@ -20,11 +20,12 @@ from kisscluster import names
 from kisscluster.inventory import canonical
 from kisscluster.inventory.errors import InventoryError, Problem, Problems
 from kisscluster.inventory.record import Record
-from kisscluster.inventory.schema import VM_CONFIG, YAML_DUMPER, Cluster, parse_yaml
+from kisscluster.inventory.schema import VM_CONFIG, YAML_DUMPER, Cluster, TextLoader, parse_yaml
 from kisscluster.inventory.values import (
     MAX_EXTRA_DISKS,
     MINOR_LIMIT_WIDE,
     MINORS_PER_VM,
+    boolean,
     normalize_size,
     whole_number,
 )
@@ -189,6 +190,16 @@ def _load_disk(raw: Any, where: str, shown: str, problems: Problems) -> Disk | N
         return None
 
 
+def _disabled(value: object) -> bool:
+    """`disabled` as YAML's words say, else by being there (the original KISScluster's rule)."""
+    if value is None:
+        return False
+    try:
+        return boolean(value)
+    except ValueError:
+        return True
+
+
 def _load_record(raw: Any, where: str, shown: str, problems: Problems) -> VmRecord | None:
     """One VM of the cache, new format or the original KISScluster one (which has fewer keys)."""
     if not isinstance(raw, dict):
@@ -198,7 +209,7 @@ def _load_record(raw: Any, where: str, shown: str, problems: Problems) -> VmReco
         record = VmRecord(
             name=names.validate_vm_name(raw.get("name")),
             drbd_minor=whole_number(raw.get("drbd_minor"), 0, MINOR_LIMIT_WIDE - 1),
-            disabled=bool(raw.get("disabled", False)),
+            disabled=_disabled(raw.get("disabled")),
         )
     except ValueError as exc:
         problems.add(shown, where, str(exc))
@@ -311,6 +322,10 @@ def read_cache_file(path: Path, shown: str) -> CacheFile:
     problems = Problems()
     data = parse_yaml(text, shown, problems)
     problems.check()
+    if isinstance(data, dict) and "vms" not in data:
+        # The original KISScluster's format: its names were written bare, and it holds no
+        # booleans (its `disabled` counts by being there), so read it without them.
+        data = parse_yaml(text, shown, problems, TextLoader)
     return CacheFile(text, data, False)
 
 

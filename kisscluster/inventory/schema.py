@@ -26,6 +26,17 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+class TextLoader(YAML_LOADER):  # type: ignore[misc, valid-type]
+    """YAML without implicit booleans: for the files the original KISScluster wrote or read,
+    whose names were bare words (a VM called `no`, `on` or `off` is a name, not a boolean)."""
+
+
+TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in YAML_LOADER.yaml_implicit_resolvers.items()
+}
+
+
 class Field(NamedTuple):
     required: bool
     #: What a missing optional key stands for; it goes through the checker like a given value.
@@ -69,18 +80,18 @@ def display_path(site: Path, path: Path) -> str:
         return str(path)
 
 
-def read_yaml(path: Path, shown: str, problems: Problems) -> Any:
+def read_yaml(path: Path, shown: str, problems: Problems, loader: Any = YAML_LOADER) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         problems.add(shown, "(file)", f"cannot be read: {exc.strerror}")
         return None
-    return parse_yaml(text, shown, problems)
+    return parse_yaml(text, shown, problems, loader)
 
 
-def parse_yaml(text: str, shown: str, problems: Problems) -> Any:
+def parse_yaml(text: str, shown: str, problems: Problems, loader: Any = YAML_LOADER) -> Any:
     try:
-        return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -109,6 +120,7 @@ class Cluster(NamedTuple):
     default_bridge: str
     heartbeat: dict[str, Any]
     lookup: dict[str, Any]
+    drbd_port_base: int = values.DRBD_PORT_BASE
 
     @property
     def member_names(self) -> tuple[str, ...]:
@@ -154,10 +166,32 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
         "heartbeat": Field(False, {}, values.mapping),
         "lookup": Field(False, {}, values.mapping),
         "members": Field(False, None, lambda v: _members(v, shown, problems)),
+        "drbd_port_base": Field(
+            False, values.DRBD_PORT_BASE, lambda v: values.whole_number(v, 1024, 65535)
+        ),
     }
     checked = validate(data["cluster"], table, problems.report(shown, "cluster."))
     problems.check()
-    return Cluster(**checked)
+    cluster = Cluster(**checked)
+    clash = _port_clash(cluster)
+    if clash:
+        raise InventoryError([Problem(shown, "cluster.drbd_port_base", clash)])
+    return cluster
+
+
+def _port_clash(cluster: Cluster) -> str | None:
+    """Why the DRBD ports of every possible minor do not fit beside the VNC ports, or None."""
+    first, last = cluster.drbd_port_base, cluster.drbd_port_base + cluster.minor_limit - 1
+    vnc_last = values.VNC_PORT_BASE + cluster.minor_limit - 1
+    if last > 65535:
+        return f"ports {first}-{last} for {cluster.minor_limit} minors end above 65535"
+    if first <= vnc_last and last >= values.VNC_PORT_BASE:
+        return (
+            f"ports {first}-{last} overlap the VNC ports {values.VNC_PORT_BASE}-{vnc_last} of "
+            f"{cluster.minor_limit} minors: use {vnc_last + 1} or more (the default is "
+            f"{values.DRBD_PORT_BASE})"
+        )
+    return None
 
 
 def _members(value: object, shown: str, problems: Problems) -> tuple[Member, ...]:
@@ -198,6 +232,7 @@ class VmSpec(NamedTuple):
     template: str
     more_disks: tuple[DiskSpec, ...] = ()
     remove_disks: tuple[str, ...] = ()
+    disabled: bool = False
 
 
 def vm_dir(site: Path, cluster: Cluster) -> Path:
@@ -234,6 +269,7 @@ def _vm_table(
         "root_disk_size": Field(True, None, values.normalize_size),
         "template": Field(False, cluster.default_template, lambda v: values.template(v, templates)),
         "remove_disks": Field(False, [], disk_names),
+        "disabled": Field(False, False, values.boolean),
         "more_disks": Field(False, None, lambda v: _more_disks(v, report)),
     }
 
@@ -284,7 +320,7 @@ def parse_vm_file(
 ) -> VmSpec | None:
     """Validate one VM file; add every problem found, return the spec when there was none."""
     before = len(problems.found)
-    data = read_yaml(path, shown, problems)
+    data = read_yaml(path, shown, problems, TextLoader)
     if len(problems.found) > before:
         return None
     if not isinstance(data, dict):

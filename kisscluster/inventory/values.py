@@ -16,8 +16,10 @@ MAX_EXTRA_DISKS = MINORS_PER_VM - 1
 MINOR_LIMIT_WIDE = 4096
 #: The original single-octet scheme of a 5-octet prefix.
 MINOR_LIMIT_NARROW = 256
-#: DRBD listens on 10000 + first minor: above every VNC port (5900 + minor < 10000).
+#: DRBD listens on drbd_port_base + first minor; by default 10000, above every VNC port
+#: (5900 + minor < 10000). A site adopted from the original KISScluster keeps its 7788.
 DRBD_PORT_BASE = 10000
+VNC_PORT_BASE = 5900
 MIN_SIZE_BYTES = 1 << 20
 
 _SIZE = re.compile(r"(\d+)(?:\.(\d+))?([bBsSkKmMgGtTpPeE]?)\Z")
@@ -120,6 +122,18 @@ def mac_prefix(value: object) -> str:
     if int(octets[0], 16) & 1:
         raise ValueError(f"{value!r} is a multicast prefix: its first octet must be even")
     return ":".join(o.lower() for o in octets)
+
+
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def boolean(value: object) -> bool:
+    """A YAML boolean, also as a word (VM files are read without implicit booleans)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.lower()]
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
 def mapping(value: object) -> dict:

@@ -102,6 +102,33 @@ def test_disabled_vm_is_in_the_pillar_as_disabled(example_site):
     assert kiss["disabled_vms"]["mail"]["drbd_minor"] == 4
 
 
+def test_disabled_true_in_a_vm_file_disables_it_as_the_original_did(example_site):
+    inventory.run(example_site)
+    vm_file = example_site / "vm-config" / "example" / "mail.yml"
+    spec = yaml.safe_load(vm_file.read_text())
+    vm_file.write_text(yaml.safe_dump({**spec, "disabled": True, "ram_megs": 96}))
+    disabled = inventory.run(example_site)
+    write_vm(
+        example_site, "new-off", disabled=True
+    )  # a new VM may start disabled: minors all the same
+    new = inventory.run(example_site)
+    vm_file.write_text(yaml.safe_dump({**spec, "disabled": False}))
+    activated = inventory.run(example_site)
+
+    assert disabled.disabled == ["mail"] and new.allocated == ["new-off"]
+    assert activated.activated == ["mail"]
+    kiss = pillar.build(example_site)
+    assert kiss["disabled_vms"]["new-off"]["drbd_minor"] == 12
+    assert kiss["vms"]["mail"]["drbd_minor"] == 4
+
+
+def test_disabled_must_be_true_or_false(example_site):
+    write_vm(example_site, "maybe", disabled="yes please")
+    with pytest.raises(inventory.InventoryError) as error:
+        inventory.run(example_site)
+    assert "vm-config/example/maybe.yml: disabled: must be true or false" in str(error.value)
+
+
 def test_added_disk_takes_the_next_volume_of_its_block(example_site):
     inventory.run(example_site)
     write_vm(example_site, "web", more_disks=[{"name": "data", "size": "8M"}])
@@ -181,6 +208,40 @@ def test_mac_and_vnc_follow_the_first_minor(example_site):
         "/dev/vg0/db_data",
         "/dev/vg0/db_logs",
     ]
+
+
+def test_an_adopted_site_keeps_the_original_drbd_ports(example_site):
+    # The original KISScluster listens on 7788 + minor; with its 5-octet MAC prefix (256 minors)
+    # those ports stay clear of VNC's 5900 + minor.
+    cluster_file = example_site / "pillar" / "cluster.yml"
+    text = cluster_file.read_text().replace('"52:54:00:4b"', '"52:54:00:4b:01"')
+    cluster_file.write_text(
+        text.replace("  volume_group:", "  drbd_port_base: 7788\n  volume_group:")
+    )
+    inventory.run(example_site)
+    kiss = pillar.build(example_site)
+    assert (kiss["vms"]["db"]["drbd_port"], kiss["vms"]["web"]["drbd_port"]) == (7788, 7796)
+    assert kiss["cluster"]["drbd_port_base"] == 7788
+
+
+@pytest.mark.parametrize(
+    ("base", "prefix", "complaint"),
+    [
+        (7788, '"52:54:00:4b"', "overlap the VNC ports 5900-9995 of 4096 minors: use 9996"),
+        (63000, '"52:54:00:4b"', "ports 63000-67095 for 4096 minors end above 65535"),
+        (80, '"52:54:00:4b"', "must be a whole number from 1024 to 65535, got 80"),
+    ],
+)
+def test_drbd_ports_that_clash_or_overflow_are_refused(example_site, base, prefix, complaint):
+    cluster_file = example_site / "pillar" / "cluster.yml"
+    text = cluster_file.read_text().replace('"52:54:00:4b"', prefix)
+    cluster_file.write_text(
+        text.replace("  volume_group:", f"  drbd_port_base: {base}\n  volume_group:")
+    )
+    with pytest.raises(inventory.InventoryError) as error:
+        inventory.run(example_site)
+    assert "cluster.drbd_port_base" in str(error.value)
+    assert complaint in str(error.value)
 
 
 def test_wide_mac_scheme_uses_two_octets_for_1024_vms():

@@ -92,3 +92,38 @@ def test_original_cache_with_name_lists(example_site):
     assert new.vms["gone"].disabled and new.vms["gone"].drbd_minor == 20
     assert new.vms["web"].drbd_minor == 4
     assert [new.vms[n].drbd_minor for n in ("db", "mail")] == [24, 28]
+
+
+ORIGINAL_WITH_WORDS = """\
+vm:
+  - name: no
+    primary_on: node1
+    drbd_minor: 0
+  - name: off
+    primary_on: node1
+    drbd_minor: 4
+    disabled: true
+active_vm:
+  - name: no
+    primary_on: node1
+    drbd_minor: 0
+disabled_vm:
+  - name: off
+    primary_on: node1
+    drbd_minor: 4
+    disabled: true
+"""
+
+
+def test_vms_named_like_yaml_booleans_stay_names(example_site):
+    # The original's Perl YAML writes names bare; YAML 1.1 reads `no` and `off` as booleans.
+    (example_site / "vm-config" / "example.yml").write_text(ORIGINAL_WITH_WORDS)
+    vm_dir = example_site / "vm-config" / "example"
+    spec = yaml.safe_load((vm_dir / "web.yml").read_text())
+    (vm_dir / "no.yml").write_text(yaml.safe_dump({**spec, "name": "XX"}).replace("XX", "no"))
+
+    inventory.run(example_site)
+
+    _, cache = inventory.read(example_site)
+    assert cache.vms["no"].drbd_minor == 0 and not cache.vms["no"].disabled
+    assert cache.vms["off"].drbd_minor == 4 and cache.vms["off"].disabled
