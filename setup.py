@@ -45,6 +45,7 @@ setup(
             "hypothesis>=6.100,<7",
             "ruff>=0.15,<1",
             "mypy>=1.10,<3",
+            "types-PyYAML>=6",
         ],
     },
 )

@@ -29,3 +29,9 @@ def salt_root() -> Path:
 def vm_templates_dir() -> Path:
     """The qemu parameter templates a VM's `template` key may name (`<name>.conf.jinja`)."""
     return salt_root() / "states" / "kiss" / "templates" / "vm"
+
+
+def template_dirs(site: Path | str) -> list[Path]:
+    """Where a VM's template is looked up, first match wins: the site's own `vm-templates/`
+    (beside `vm-config/`, committed with it), then the shipped ones."""
+    return [Path(site) / "vm-templates", vm_templates_dir()]

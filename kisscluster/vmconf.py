@@ -6,7 +6,7 @@ Every value that reaches it is validated or converted here first, so a template 
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ TEMPLATE_SUFFIX = ".conf.jinja"
 
 
 @cache
-def _environment(template_dir: str) -> jinja2.Environment:
+def _environment(template_dirs: tuple[str, ...]) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dir),
+        loader=jinja2.FileSystemLoader(template_dirs),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - the output is a systemd environment file, not HTML
@@ -79,15 +79,20 @@ def context(vm: Mapping[str, Any], keyboard: str, settings: Mapping[str, Any]) -
 
 
 def render(
-    template_dir: Path | str, vm: Mapping[str, Any], keyboard: str, settings: Mapping[str, Any]
+    template_dirs: Sequence[Path | str],
+    vm: Mapping[str, Any],
+    keyboard: str,
+    settings: Mapping[str, Any],
 ) -> str:
-    """The text of `/etc/vm/<vm>.conf` from `<template_dir>/<vm template>.conf.jinja`."""
+    """The text of `/etc/vm/<vm>.conf` from `<dir>/<vm template>.conf.jinja`, the first of
+    `template_dirs` that has it (kisscluster.paths.template_dirs: the site's, then shipped)."""
     template = str(vm["template"])
     if not _TEMPLATE.match(template):
         raise ValueError(f"VM {vm['name']}: template name {template!r} is not a safe identifier")
-    environment = _environment(str(template_dir))
+    environment = _environment(tuple(str(d) for d in template_dirs))
     try:
         source = environment.get_template(template + TEMPLATE_SUFFIX)
     except jinja2.TemplateNotFound:
-        raise ValueError(f"VM {vm['name']}: no template {template!r} in {template_dir}") from None
+        where = ", ".join(map(str, template_dirs))
+        raise ValueError(f"VM {vm['name']}: no template {template!r} in {where}") from None
     return source.render(context(vm, keyboard, settings))

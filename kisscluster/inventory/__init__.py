@@ -76,7 +76,7 @@ __all__ = [
 def run(site: Path | str, *, dry_run: bool = False) -> Result:
     """Reconcile the site's VM files with its cache and write the cache if it changed."""
     site = Path(site)
-    templates = available_templates()
+    templates = available_templates(site)
     cluster = load_cluster(site, templates)
     path = cache_path(site, cluster)
     shown = display_path(site, path)

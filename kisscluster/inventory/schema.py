@@ -154,7 +154,7 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
     problems.check()
     if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict):
         raise InventoryError([Problem(shown, "cluster", "the file must hold a mapping `cluster:`")])
-    known_templates = values.available_templates() if templates is None else templates
+    known_templates = values.available_templates(site) if templates is None else templates
     table = {
         "name": Field(True, None, names.validate_cluster_name),
         "ping_addr": Field(True, None, values.address),

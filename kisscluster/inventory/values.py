@@ -151,12 +151,16 @@ def template(value: object, templates: tuple[str, ...]) -> str:
     return str(value)
 
 
-def available_templates(directory: Path | None = None) -> tuple[str, ...]:
-    directory = directory or paths.vm_templates_dir()
+def available_templates(site: Path | None = None) -> tuple[str, ...]:
+    """The template names a VM file may give: shipped ones, and the site's own if `site`."""
+    directories = paths.template_dirs(site) if site is not None else [paths.vm_templates_dir()]
     return tuple(
         sorted(
-            p.name[: -len(TEMPLATE_SUFFIX)]
-            for p in directory.glob(f"*{TEMPLATE_SUFFIX}")
-            if p.is_file()
+            {
+                p.name[: -len(TEMPLATE_SUFFIX)]
+                for directory in directories
+                for p in directory.glob(f"*{TEMPLATE_SUFFIX}")
+                if p.is_file()
+            }
         )
     )

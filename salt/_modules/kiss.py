@@ -234,7 +234,8 @@ def drbd_resource(vm, members, volume_group):
 def vm_config(vm, keyboard, settings):
     """
     The text of ``/etc/vm/<vm>.conf``, the qemu parameters of the VM record ``vm`` from its
-    template (``templates/vm/<template>.conf.jinja``), with the cluster's ``keyboard`` and the
+    template (``<template>.conf.jinja`` in the site's ``vm-templates/``, else the shipped
+    ``templates/vm/``), with the cluster's ``keyboard`` and the
     ``settings`` of map.jinja (run_dir, vnc_listen, qemu_machine, qemu_accel, qemu_cpu).
 
     CLI Example:
@@ -244,7 +245,7 @@ def vm_config(vm, keyboard, settings):
         salt-call --local kiss.vm_config '{"name": "web", ...}' en-us '{"run_dir": "/run/kvm", ...}'
     """
     try:
-        return _vmconf.render(_paths.vm_templates_dir(), vm, keyboard, settings)
+        return _vmconf.render(_paths.template_dirs(_site(None)), vm, keyboard, settings)
     except (KeyError, ValueError) as exc:
         raise CommandExecutionError(f"qemu parameters of VM {vm.get('name')}: {exc}") from exc
 

@@ -44,13 +44,29 @@ def qemu_args(text: str) -> list[str]:
 
 
 def test_the_inventory_offers_exactly_the_shipped_templates():
-    assert inventory.available_templates(paths.vm_templates_dir()) == TEMPLATES
+    assert inventory.available_templates() == TEMPLATES
+
+
+def test_a_site_template_is_offered_and_wins_over_a_shipped_one(site):
+    # An adopted site keeps its own templates (the original's `gaia`) beside vm-config/.
+    own = site / "vm-templates"
+    own.mkdir()
+    (own / "gaia.conf.jinja").write_text("QEMU_ARGS=-name {{ name }} -m {{ ram_megs }}\n")
+    (own / "linux.conf.jinja").write_text("QEMU_ARGS=-name {{ name }} -site-linux\n")
+    assert inventory.available_templates(site) == tuple(sorted({*TEMPLATES, "gaia"}))
+    vm_file = site / "vm-config" / "example" / "db.yml"
+    vm_file.write_text(vm_file.read_text() + "template: gaia\n")
+    inventory.run(site)
+    kiss = pillar.build(site)
+    dirs = paths.template_dirs(site)
+    assert vmconf.render(dirs, kiss["vms"]["db"], "en-us", SETTINGS) == "QEMU_ARGS=-name db -m 64\n"
+    assert vmconf.render(dirs, kiss["vms"]["web"], "en-us", SETTINGS).endswith("-site-linux\n")
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_template_gives_each_disk_its_drbd_device_and_the_vm_its_identity(db, template):
     args = qemu_args(
-        vmconf.render(paths.vm_templates_dir(), dict(db, template=template), "de-ch", SETTINGS)
+        vmconf.render([paths.vm_templates_dir()], dict(db, template=template), "de-ch", SETTINGS)
     )
     text = " ".join(args)
     for volume in (0, 1, 2):
@@ -66,7 +82,9 @@ def test_every_template_gives_each_disk_its_drbd_device_and_the_vm_its_identity(
 
 
 def test_windows_has_a_cdrom_for_drivers(db):
-    text = vmconf.render(paths.vm_templates_dir(), dict(db, template="windows"), "en-us", SETTINGS)
+    text = vmconf.render(
+        [paths.vm_templates_dir()], dict(db, template="windows"), "en-us", SETTINGS
+    )
     assert "media=cdrom" in text and "ide-cd" in text
 
 
@@ -82,13 +100,13 @@ def test_windows_has_a_cdrom_for_drivers(db):
 )
 def test_bad_values_never_reach_the_file(db, change, message):
     with pytest.raises(ValueError, match=message):
-        vmconf.render(paths.vm_templates_dir(), dict(db, **change), "en-us", SETTINGS)
+        vmconf.render([paths.vm_templates_dir()], dict(db, **change), "en-us", SETTINGS)
 
 
 def test_settings_must_be_single_words(db):
     with pytest.raises(ValueError, match="vnc_listen"):
         vmconf.render(
-            paths.vm_templates_dir(), db, "en-us", dict(SETTINGS, vnc_listen="0.0.0.0 -S")
+            [paths.vm_templates_dir()], db, "en-us", dict(SETTINGS, vnc_listen="0.0.0.0 -S")
         )
 
 
@@ -105,7 +123,7 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 30) -> Non
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_real_qemu_accepts_the_command_line(db, template, tmp_path):
     settings = dict(SETTINGS, run_dir=str(tmp_path), qemu_accel="tcg", qemu_cpu="max")
-    text = vmconf.render(paths.vm_templates_dir(), dict(db, template=template), "en-us", settings)
+    text = vmconf.render([paths.vm_templates_dir()], dict(db, template=template), "en-us", settings)
     args = []
     for arg in qemu_args(text):
         arg = re.sub(r"file=/dev/drbd/by-res/db/(\d)", rf"file={tmp_path}/disk\1.img", arg)
