@@ -22,6 +22,12 @@ def _summary(result: inventory.Result, dry_run: bool) -> str:
     verb = "would change" if dry_run else "changed"
     state = verb if result.changed else "unchanged"
     lines.append(f"cache {result.cache_file}: {state}")
+    if result.original_kept:
+        lines.append(
+            f"cache {result.cache_file} was the original KISScluster's: converted to this format, "
+            f"which the original's inventory reads as empty; its copy is kept in "
+            f"{result.original_kept}"
+        )
     return "\n".join(lines)
 
 

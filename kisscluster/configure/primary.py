@@ -126,16 +126,18 @@ def _configure(options: Options, node: Node, cluster: Cluster, repo: git.Repo, s
     if options.dry_run:
         return _dry_run(options, node, cluster, repo, with_peer, say)
 
-    _inventory(node.site, say)
+    result = _inventory(node.site, say)
     cache = f"vm-config/{cluster.name}.yml"
+    cache_files = [cache, *([result.original_kept] if result.original_kept else [])]
     pending = pending_edits(repo)
-    edits = [path for path in pending if path != cache]
+    edits = [path for path in pending if path not in cache_files]
     if edits:
         sha = commit_paths(repo, edits, f"kiss-configure: {', '.join(edits)}")
         say(f"git: committed {', '.join(edits)} as {sha[:12]}")
     if cache in pending:
-        sha = commit_paths(repo, [cache], f"kiss-configure: allocation cache {cache}")
-        say(f"git: committed the cache {cache} as {sha[:12]}")
+        committed = [path for path in cache_files if path in pending]
+        sha = commit_paths(repo, committed, f"kiss-configure: allocation cache {cache}")
+        say(f"git: committed the cache {', '.join(committed)} as {sha[:12]}")
     gitsite.push(node, repo, with_peer, say)
     return _orchestrate(options, node, cluster, repo.head.commit.hexsha, with_peer, say)
 
@@ -150,6 +152,11 @@ def _inventory(site: Path, say: Say) -> inventory.Result:
     ):
         if vms:
             say(f"inventory: {label} {', '.join(sorted(vms))}")
+    if result.original_kept:
+        say(
+            f"inventory: the original KISScluster's cache is converted (its inventory would read "
+            f"the new one as empty); the original is kept as {result.original_kept}"
+        )
     return result
 
 

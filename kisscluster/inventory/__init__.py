@@ -22,8 +22,11 @@ from kisscluster.inventory.cache import (
     cache_from_data,
     cache_path,
     dump_cache,
+    is_original_format,
+    keep_original,
     load_cache,
     locked,
+    original_copy,
     read_cache_file,
     text_to_write,
     write_cache,
@@ -66,6 +69,7 @@ __all__ = [
     "load_cluster",
     "locked",
     "normalize_size",
+    "original_copy",
     "parse_size",
     "read",
     "run",
@@ -90,7 +94,11 @@ def run(site: Path | str, *, dry_run: bool = False) -> Result:
         text = text_to_write(file, cluster, cache)
         result.changed = text is not None
         result.cache_file = shown
+        if text is not None and is_original_format(file.data):
+            result.original_kept = display_path(site, original_copy(path))
         if text is not None and not dry_run:
+            if result.original_kept and file.text is not None:
+                keep_original(path, file.text)
             write_cache(path, text)
     return result
 

@@ -32,6 +32,7 @@ class Result(Record):
         "cache_file",
         "changed",
         "disabled",
+        "original_kept",
         "retired_disks",
     )
 
@@ -43,6 +44,7 @@ class Result(Record):
         self.retired_disks: list[str] = []
         self.changed = False
         self.cache_file = ""
+        self.original_kept = ""  # the copy of a converted cache of the original KISScluster
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -158,6 +158,22 @@ def write_cache(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
+def original_copy(path: Path) -> Path:
+    """Where the first run keeps a cache of the original KISScluster's format it converted."""
+    return path.with_name(path.name + ".original")
+
+
+def is_original_format(data: Any) -> bool:
+    return isinstance(data, dict) and bool(data) and "vms" not in data
+
+
+def keep_original(path: Path, text: str) -> None:
+    """Keep the original's cache text beside the converted one, once: never overwrite a copy."""
+    copy = original_copy(path)
+    if not copy.exists():
+        write_cache(copy, text)
+
+
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on `directory` so two inventory runs cannot interleave."""

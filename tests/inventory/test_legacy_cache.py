@@ -127,3 +127,29 @@ def test_vms_named_like_yaml_booleans_stay_names(example_site):
     _, cache = inventory.read(example_site)
     assert cache.vms["no"].drbd_minor == 0 and not cache.vms["no"].disabled
     assert cache.vms["off"].drbd_minor == 4 and cache.vms["off"].disabled
+
+
+def test_the_original_cache_is_kept_beside_the_converted_one(example_site, capsys):
+    from kisscluster import cli_inventory
+
+    cache = example_site / "vm-config" / "example.yml"
+    cache.write_text(ORIGINAL)
+    assert cli_inventory.main(["--site", str(example_site)]) == 0
+    said = capsys.readouterr().out
+    copy = example_site / "vm-config" / "example.yml.original"
+    assert copy.read_text() == ORIGINAL
+    assert "its copy is kept in vm-config/example.yml.original" in said
+    assert "vms" in yaml.safe_load(cache.read_text())
+    copy.write_text("# an operator's note: kept as it is\n")
+    cache.write_text(ORIGINAL)  # converted again: the existing copy is never overwritten
+    inventory.run(example_site)
+    assert copy.read_text() == "# an operator's note: kept as it is\n"
+
+
+def test_a_dry_run_names_the_copy_but_writes_neither(example_site):
+    cache = example_site / "vm-config" / "example.yml"
+    cache.write_text(ORIGINAL)
+    result = inventory.run(example_site, dry_run=True)
+    assert result.original_kept == "vm-config/example.yml.original"
+    assert cache.read_text() == ORIGINAL
+    assert not (example_site / "vm-config" / "example.yml.original").exists()
