@@ -1,9 +1,13 @@
 """Validators for every name that reaches a path, an LV or unit name, or a command line.
 
-A VM or disk name is a safe identifier: a lower-case letter, then lower-case letters, digits and
-`-`. No `_`: it separates VM and disk in LV names (`web_data`). The length bounds keep the derived
-names inside every limit they meet: LV names (127 bytes), DRBD resource names, systemd unit names
-(255 bytes) and the unix socket paths under /run/kvm (108 bytes with `.monitor`/`.qmp` suffixes).
+A new VM's or a disk's name is a safe identifier: a lower-case letter, then lower-case letters,
+digits and `-`. No `_`: it separates VM and disk in LV names (`web_data`). A VM adopted from the
+original KISScluster keeps the name it has on the nodes, which may also have capitals and `_`
+(the inventory allows that only to a VM its cache already holds): so the check every name meets on
+its way into a path, unit or command (`validate_vm_name`) takes those too. Either is unambiguous in
+LV names, since disk names have no `_`. The length bounds keep the derived names inside every
+limit they meet: LV names (127 bytes), DRBD resource names, systemd unit names (255 bytes) and the
+unix socket paths under /run/kvm (108 bytes with `.monitor`/`.qmp` suffixes).
 """
 
 import re
@@ -14,6 +18,7 @@ MAX_MEMBER_NAME = 63
 MAX_BRIDGE_NAME = 15  # IFNAMSIZ - 1
 
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9-]*\Z")
+_ADOPTED_VM = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 _MEMBER = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 _BRIDGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
@@ -36,8 +41,18 @@ def validate_cluster_name(value: object) -> str:
     return _identifier("cluster name", value, MAX_VM_NAME)
 
 
-def validate_vm_name(value: object) -> str:
+def validate_new_vm_name(value: object) -> str:
+    """The name a VM the cache does not hold yet may take."""
     return _identifier("VM name", value, MAX_VM_NAME)
+
+
+def validate_vm_name(value: object) -> str:
+    """Any VM's name: a new VM's, or one an adopted site's VM kept (capitals and `_` allowed)."""
+    if isinstance(value, str) and _ADOPTED_VM.match(value) and not value.endswith("-"):
+        if len(value) > MAX_VM_NAME:
+            raise ValueError(f"VM name {value!r} is longer than {MAX_VM_NAME} characters")
+        return value
+    return validate_new_vm_name(value)
 
 
 def validate_disk_name(value: object) -> str:

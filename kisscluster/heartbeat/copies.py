@@ -18,7 +18,7 @@ DRBD_DIR = Path("/etc/drbd.d")
 PROC_DRBD = Path("/proc/drbd")
 
 HOME_DROP_IN = "primary-vms.target.d/kisscluster-vms.conf"  # written by kiss.vms
-_WANTED = re.compile(r"^Wants=vm@([a-z][a-z0-9-]*)\.service\s*$", re.MULTILINE)
+_WANTED = re.compile(r"^Wants=vm@([A-Za-z][A-Za-z0-9_-]*)\.service\s*$", re.MULTILINE)
 _MINOR = re.compile(r"\bminor\s+(\d+)\s*;")
 _PROC = re.compile(r"^\s*(\d+): cs:(\S+) ro:\S+ ds:(\w+)/", re.MULTILINE)
 

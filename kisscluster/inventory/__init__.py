@@ -87,7 +87,7 @@ def run(site: Path | str, *, dry_run: bool = False) -> Result:
     with locked(path.parent):
         file = read_cache_file(path, shown)
         old = cache_from_data(file.data, shown)
-        specs = read_vm_files(site, cluster, templates)
+        specs = read_vm_files(site, cluster, templates, old.vms.keys())
         directory = vm_dir(site, cluster)
         files = {name: display_path(site, directory / f"{name}.yml") for name in specs}
         cache, result = reconcile(cluster, specs, old, files)

@@ -6,7 +6,7 @@ applies a table to a mapping and reports every unknown, missing and invalid key 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -240,10 +240,12 @@ def vm_dir(site: Path, cluster: Cluster) -> Path:
 
 
 def _vm_table(
-    stem: str, cluster: Cluster, templates: tuple[str, ...], report: Report
+    stem: str, cluster: Cluster, templates: tuple[str, ...], known: Set[str], report: Report
 ) -> dict[str, Field]:
     def vm_name(value: object) -> str:
-        name = names.validate_vm_name(value)
+        # A VM the cache holds keeps its name, even one the original KISScluster allowed.
+        adopted = isinstance(value, str) and value in known
+        name = names.validate_vm_name(value) if adopted else names.validate_new_vm_name(value)
         if name != stem:
             raise ValueError(f"{name!r} must equal the file name {stem!r}: rename one of them")
         return name
@@ -315,8 +317,14 @@ def _more_disks(raw: object, report: Report) -> tuple[DiskSpec, ...]:
     return tuple(disks)
 
 
+# Six parameters: the file, its name in messages, and what it is checked against.
 def parse_vm_file(
-    path: Path, shown: str, cluster: Cluster, templates: tuple[str, ...], problems: Problems
+    path: Path,
+    shown: str,
+    cluster: Cluster,
+    templates: tuple[str, ...],
+    known: Set[str],
+    problems: Problems,
 ) -> VmSpec | None:
     """Validate one VM file; add every problem found, return the spec when there was none."""
     before = len(problems.found)
@@ -327,21 +335,24 @@ def parse_vm_file(
         problems.add(shown, "(file)", "must hold a mapping of VM keys (see vm-config/EXAMPLE.YML)")
         return None
     report = problems.report(shown)
-    table = _vm_table(path.name[: -len(".yml")], cluster, templates, report)
+    table = _vm_table(path.name[: -len(".yml")], cluster, templates, known, report)
     checked = validate(data, table, report, "is missing: add it (see vm-config/EXAMPLE.YML)")
     if len(problems.found) > before:
         return None
     return VmSpec(**checked)
 
 
-def read_vm_files(site: Path, cluster: Cluster, templates: tuple[str, ...]) -> dict[str, VmSpec]:
-    """Every `vm-config/<cluster>/*.yml`, validated; raises InventoryError listing all problems."""
+def read_vm_files(
+    site: Path, cluster: Cluster, templates: tuple[str, ...], known: Set[str] = frozenset()
+) -> dict[str, VmSpec]:
+    """Every `vm-config/<cluster>/*.yml`, validated; raises InventoryError listing all problems.
+    `known`: the VMs the cache holds (their names may be an adopted site's)."""
     problems = Problems()
     specs: dict[str, VmSpec] = {}
     directory = vm_dir(site, cluster)
     files = sorted(p for p in directory.glob("*.yml") if p.is_file()) if directory.is_dir() else []
     for path in files:
-        spec = parse_vm_file(path, display_path(site, path), cluster, templates, problems)
+        spec = parse_vm_file(path, display_path(site, path), cluster, templates, known, problems)
         if spec is not None:
             specs[spec.name] = spec
     problems.check()

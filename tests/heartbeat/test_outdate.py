@@ -36,7 +36,7 @@ def test_requests_and_replies_round_trip_and_are_authenticated():
         outdate.decode_reply(datagram, SECRET)
 
 
-@pytest.mark.parametrize("name", ["Web", "../etc", "web;reboot", "a" * 40])
+@pytest.mark.parametrize("name", ["web.old", "../etc", "web;reboot", "a" * 40])
 def test_a_request_names_only_a_safe_resource(name):
     with pytest.raises(ValueError, match="VM name"):
         outdate.encode_request(request(name), SECRET)

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from kisscluster import inventory
+from kisscluster import drbd, inventory, pillar
 
 pytestmark = pytest.mark.fast
 
@@ -153,3 +153,38 @@ def test_a_dry_run_names_the_copy_but_writes_neither(example_site):
     assert result.original_kept == "vm-config/example.yml.original"
     assert cache.read_text() == ORIGINAL
     assert not (example_site / "vm-config" / "example.yml.original").exists()
+
+
+ORIGINAL_LEGACY_NAME = """\
+vm:
+  - name: Mail_Server
+    primary_on: node1
+    drbd_minor: 0
+active_vm:
+  - name: Mail_Server
+    primary_on: node1
+    drbd_minor: 0
+disabled_vm: []
+"""
+
+
+def test_an_adopted_vm_keeps_its_legacy_name_and_a_new_vm_follows_todays_rules(example_site):
+    (example_site / "vm-config" / "example.yml").write_text(ORIGINAL_LEGACY_NAME)
+    vm_dir = example_site / "vm-config" / "example"
+    spec = yaml.safe_load((vm_dir / "mail.yml").read_text())
+    (vm_dir / "Mail_Server.yml").write_text(yaml.safe_dump({**spec, "name": "Mail_Server"}))
+    inventory.run(example_site)
+    kiss = pillar.build(example_site)
+    legacy = kiss["vms"]["Mail_Server"]
+    assert legacy["drbd_minor"] == 0
+    assert [d["lv"] for d in legacy["disks"]] == ["Mail_Server_root"]
+    assert "resource Mail_Server {" in drbd.render_resource(
+        legacy, kiss["cluster"]["members"], "vg0"
+    )
+
+    (vm_dir / "New_Server.yml").write_text(yaml.safe_dump({**spec, "name": "New_Server"}))
+    with pytest.raises(inventory.InventoryError) as error:
+        inventory.run(example_site)
+    assert "vm-config/example/New_Server.yml: name: VM name 'New_Server' is not a safe" in str(
+        error.value
+    )
