@@ -33,6 +33,7 @@ COMMANDS = (
     "kiss-init",
     "kiss-nuke-vm",
     "kiss-split-brain",
+    "kiss-adopt",
     "kiss-inventory",
     "kissclusterd",
 )
