@@ -8,8 +8,10 @@ variables, keeping what the nodes already have: the volume group `vmvg` the orig
 hard-codes, DRBD ports 7788 + minor (`drbd_port_base`), the MAC prefix and keyboard. It copies the
 VM files and the cache as they are: the inventory keeps every minor, reads names YAML would take
 for booleans as names, lets cached VMs keep names with capitals or `_`, and on its first run
-converts the cache, keeping the original beside it. Everything is checked (an inventory dry run)
-in a scratch copy before anything is written into the new site.
+converts the cache, keeping the original beside it. The site gets the original's VM templates in
+kisscluster's form (`vm-templates/`, winning over shipped ones of the same name), so a guest
+restarted under kisscluster finds the machine it had. Everything is checked (an inventory dry
+run) in a scratch copy before anything is written into the new site.
 """
 
 import argparse
@@ -22,8 +24,9 @@ from typing import Any
 
 import yaml
 
-from kisscluster import inventory, names
+from kisscluster import inventory, names, paths
 from kisscluster.inventory.schema import TextLoader
+from kisscluster.inventory.values import TEMPLATE_SUFFIX
 
 #: What the original's Ansible role hard-codes (roles/kisscluster-vms/tasks/main.yml, .res.j2).
 ORIGINAL_VOLUME_GROUP = "vmvg"
@@ -84,12 +87,13 @@ def cluster_file(variables: dict[str, Any], bridges: list[str], source: Path) ->
     return header + yaml.safe_dump({"cluster": cluster}, sort_keys=False)
 
 
-def _bridges(vm_files: list[Path]) -> list[str]:
+def _vm_values(vm_files: list[Path], key: str) -> list[str]:
+    """The values of `key` in the VM files that have it as text."""
     found = []
     for path in vm_files:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=TextLoader)  # noqa: S506
-        if isinstance(data, dict) and isinstance(data.get("network_bridge"), str):
-            found.append(data["network_bridge"])
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            found.append(data[key])
     return found
 
 
@@ -105,14 +109,32 @@ def adopt(source: Path, site: Path, cluster: str | None = None) -> inventory.Res
     taken = [str(t) for t in targets if t.exists()]
     if taken:
         raise AdoptError(f"{', '.join(taken)} exist already: adopt into a new site")
-    text = cluster_file(variables, _bridges(sorted(vm_source.glob("*.yml"))), source)
+    vm_files = sorted(vm_source.glob("*.yml"))
+    text = cluster_file(variables, _vm_values(vm_files, "network_bridge"), source)
+    templates = {ORIGINAL_DEFAULT_TEMPLATE, *_vm_values(vm_files, "template")}
     with tempfile.TemporaryDirectory(prefix="kiss-adopt-") as scratch:
         staged = Path(scratch) / "site"
         _stage(staged, source, name, text, site)
+        added = _original_templates(staged / "vm-templates", templates)
         result = inventory.run(staged, dry_run=True)  # InventoryError: nothing written to `site`
-        for part in ("pillar/cluster.yml", f"vm-config/{name}", f"vm-config/{name}.yml"):
+        parts = ["pillar/cluster.yml", f"vm-config/{name}", f"vm-config/{name}.yml"]
+        for part in parts + [f"vm-templates/{template}" for template in added]:
             _move(staged / part, site / part)
     return result
+
+
+def _original_templates(directory: Path, used: set[str]) -> list[str]:
+    """The original's templates in kisscluster's form for the names the VMs use, unless the
+    site has its own of that name; the file names added."""
+    added = []
+    for source in sorted(paths.original_templates_dir().glob(f"*{TEMPLATE_SUFFIX}")):
+        name = source.name[: -len(TEMPLATE_SUFFIX)]
+        target = directory / source.name
+        if name in used and not target.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            added.append(source.name)
+    return added
 
 
 def _stage(staged: Path, source: Path, name: str, text: str, site: Path) -> None:

@@ -31,6 +31,12 @@ def vm_templates_dir() -> Path:
     return salt_root() / "states" / "kiss" / "templates" / "vm"
 
 
+def original_templates_dir() -> Path:
+    """The original KISScluster's templates in kisscluster's form, which kiss-adopt gives an
+    adopted site (its `vm-templates/`): the devices the original gave each guest."""
+    return salt_root() / "states" / "kiss" / "templates" / "original"
+
+
 def template_dirs(site: Path | str) -> list[Path]:
     """Where a VM's template is looked up, first match wins: the site's own `vm-templates/`
     (beside `vm-config/`, committed with it), then the shipped ones."""

@@ -91,15 +91,8 @@ def original(tmp_path):
     return source
 
 
-def site_with_gaia(tmp_path):
-    site = tmp_path / "site"
-    (site / "vm-templates").mkdir(parents=True)
-    (site / "vm-templates" / "gaia.conf.jinja").write_text("QEMU_ARGS=-name {{ name }}\n")
-    return site
-
-
 def test_the_adopted_site_keeps_minors_names_ports_and_macs(original, tmp_path):
-    site = site_with_gaia(tmp_path)
+    site = tmp_path / "site"
     result = adopt.adopt(original, site)
     assert result.allocated == []  # every VM keeps what the original gave it
     assert result.original_kept == "vm-config/cluster1.yml.original"
@@ -117,19 +110,34 @@ def test_the_adopted_site_keeps_minors_names_ports_and_macs(original, tmp_path):
     assert (site / "vm-config" / "cluster1.yml.original").read_text() == CACHE
     cluster = yaml.safe_load((site / "pillar" / "cluster.yml").read_text())["cluster"]
     assert (cluster["keyboard"], cluster["default_bridge"]) == ("de", "br0")
+    # the original's devices for each template the VMs use (tests/states/test_original_templates.py)
+    own = sorted(p.name for p in (site / "vm-templates").iterdir())
+    assert own == ["gaia.conf.jinja", "linux.conf.jinja", "virtio-blk.conf.jinja"]
 
 
-def test_a_template_the_site_lacks_is_named_and_nothing_is_written(original, tmp_path, capsys):
+def test_a_template_of_the_sites_own_is_kept(original, tmp_path):
+    site = tmp_path / "site"
+    (site / "vm-templates").mkdir(parents=True)
+    (site / "vm-templates" / "gaia.conf.jinja").write_text("QEMU_ARGS=-name {{ name }}\n")
+    adopt.adopt(original, site)
+    assert (site / "vm-templates" / "gaia.conf.jinja").read_text() == "QEMU_ARGS=-name {{ name }}\n"
+
+
+def test_a_template_nobody_has_is_named_and_nothing_is_written(original, tmp_path, capsys):
+    (original / "vm-config" / "cluster1" / "bsd.yml").write_text(
+        "name: bsd\nnetwork_bridge: br0\nram_megs: 512\nroot_disk_size: 10G\ncpus: 2\n"
+        "template: bsd\nprimary_on: node1\n"
+    )
     site = tmp_path / "site"
     assert adopt.main([str(original), "--site", str(site)]) == 1
     said = capsys.readouterr().err
-    assert "vm-config/cluster1/fw.yml: template" in said and "gaia" in said
-    assert not (site / "pillar").exists() and not (site / "vm-config").exists()
+    assert "vm-config/cluster1/bsd.yml: template" in said and "'bsd'" in said
+    assert not site.exists()
 
 
 def test_an_existing_site_is_never_overwritten(original, tmp_path):
-    site = site_with_gaia(tmp_path)
-    (site / "pillar").mkdir()
+    site = tmp_path / "site"
+    (site / "pillar").mkdir(parents=True)
     (site / "pillar" / "cluster.yml").write_text("cluster: {}\n")
     with pytest.raises(adopt.AdoptError, match="exist already"):
         adopt.adopt(original, site)
