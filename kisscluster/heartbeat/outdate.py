@@ -17,12 +17,12 @@ or the outdate failed): the handler asks again until its timeout.
 import enum
 import hashlib
 import hmac
-import ipaddress
 import struct
 import subprocess
 from dataclasses import dataclass
 
 from kisscluster import names
+from kisscluster.heartbeat.protocol import Address, packed_address, unpacked_address
 
 REQUEST_MAGIC = b"KCOQ"
 REPLY_MAGIC = b"KCOA"
@@ -33,8 +33,6 @@ _REPLY = struct.Struct("!4sB16sd16sB")
 MAC_SIZE = hashlib.sha256().digest_size
 REQUEST_SIZE = _REQUEST.size + MAC_SIZE
 REPLY_SIZE = _REPLY.size + MAC_SIZE
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Answer(enum.IntEnum):
@@ -64,17 +62,6 @@ class Reply:
     answer: Answer
 
 
-def _packed(address: Address) -> bytes:
-    if isinstance(address, ipaddress.IPv4Address):
-        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed).packed
-    return address.packed
-
-
-def _unpacked(raw: bytes) -> Address:
-    address = ipaddress.IPv6Address(raw)
-    return address.ipv4_mapped or address
-
-
 def _sign(body: bytes, secret: bytes) -> bytes:
     return body + hmac.new(secret, body, hashlib.sha256).digest()
 
@@ -96,7 +83,7 @@ def encode_request(request: Request, secret: bytes) -> bytes:
         _REQUEST.pack(
             REQUEST_MAGIC,
             VERSION,
-            _packed(request.sender),
+            packed_address(request.sender),
             request.timestamp,
             request.nonce,
             resource,
@@ -112,7 +99,7 @@ def decode_request(datagram: bytes, secret: bytes) -> Request:
         resource = names.validate_vm_name(raw.rstrip(b"\0").decode("ascii"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadMessage(f"bad resource name: {exc}") from None
-    return Request(_unpacked(sender), timestamp, nonce, resource)
+    return Request(unpacked_address(sender), timestamp, nonce, resource)
 
 
 def encode_reply(reply: Reply, secret: bytes) -> bytes:
@@ -120,7 +107,7 @@ def encode_reply(reply: Reply, secret: bytes) -> bytes:
         _REPLY.pack(
             REPLY_MAGIC,
             VERSION,
-            _packed(reply.sender),
+            packed_address(reply.sender),
             reply.timestamp,
             reply.nonce,
             reply.answer,
@@ -133,7 +120,7 @@ def decode_reply(datagram: bytes, secret: bytes) -> Reply:
     body = _verified(datagram, REPLY_SIZE, REPLY_MAGIC, secret)
     _, _, sender, timestamp, nonce, answer = _REPLY.unpack(body)
     try:
-        return Reply(_unpacked(sender), timestamp, nonce, Answer(answer))
+        return Reply(unpacked_address(sender), timestamp, nonce, Answer(answer))
     except ValueError:
         raise BadMessage(f"unknown answer {answer}") from None
 

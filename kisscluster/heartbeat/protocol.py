@@ -56,13 +56,14 @@ class Dropped(Exception):
         self.detail = detail
 
 
-def _packed(address: Address) -> bytes:
+def packed_address(address: Address) -> bytes:
+    """16 bytes on the wire: an IPv6 address, or an IPv4 one mapped into IPv6."""
     if isinstance(address, ipaddress.IPv4Address):
         return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed).packed
     return address.packed
 
 
-def _unpacked(raw: bytes) -> Address:
+def unpacked_address(raw: bytes) -> Address:
     address = ipaddress.IPv6Address(raw)
     return address.ipv4_mapped or address
 
@@ -71,7 +72,7 @@ def encode(heartbeat: Heartbeat, secret: bytes) -> bytes:
     body = _BODY.pack(
         MAGIC,
         VERSION,
-        _packed(heartbeat.sender),
+        packed_address(heartbeat.sender),
         heartbeat.priority,
         heartbeat.timestamp,
         heartbeat.boot_id,
@@ -94,7 +95,7 @@ def decode(datagram: bytes, secret: bytes) -> Heartbeat:
         raise Dropped(UNAUTHENTICATED, "HMAC does not match (wrong secret or tampered)")
     if timestamp != timestamp:  # NaN
         raise Dropped(MALFORMED, "timestamp is not a number")
-    return Heartbeat(_unpacked(sender), priority, timestamp, boot_id, sequence)
+    return Heartbeat(unpacked_address(sender), priority, timestamp, boot_id, sequence)
 
 
 @dataclass
