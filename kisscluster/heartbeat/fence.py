@@ -42,7 +42,7 @@ from pathlib import Path
 from kisscluster import names
 from kisscluster.heartbeat import outdate, status
 from kisscluster.heartbeat.config import Config, load, read_secret
-from kisscluster.heartbeat.daemon import IP_FREEBIND, IPV6_FREEBIND, Identity, identify
+from kisscluster.heartbeat.identity import IP_FREEBIND, IPV6_FREEBIND, Identity, identify
 
 log = logging.getLogger("kissclusterd")
 
