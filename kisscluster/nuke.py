@@ -84,6 +84,7 @@ def _record_lvs(vm: str, record: Mapping[str, Any]) -> list[str]:
     return [lvm.lv_name(vm, disk["name"]) for disk in record.get("disks", [])]
 
 
+# Six parameters: the VM, what the pillar says of it and of the node, the probed system, force.
 def plan(
     vm: str,
     record: Mapping[str, Any],
@@ -169,6 +170,7 @@ def vm_file(site: Path, kiss: Mapping[str, Any], vm: str) -> Path:
     return Path(site) / "vm-config" / kiss["cluster"]["name"] / f"{vm}.yml"
 
 
+# Keyword-only beyond three: the options of `kiss.nuke` and the seam of the tests (system).
 def nuke(
     site: Path,
     kiss: Mapping[str, Any],

@@ -70,71 +70,59 @@ def plan(
     """The commands that bring one VM's disks to its pillar record on `node`."""
     name = names.validate_vm_name(vm["name"])
     disks = sorted(vm["disks"], key=lambda d: int(d["volume"]))
-    steps: list[Step] = []
-    notes: list[str] = []
-    created_volumes: list[int] = []
-    for disk in disks:
-        lv = lvm.lv_name(name, disk["name"])
-        wanted = int(disk["size_bytes"])
-        if lv in existing_lvs:
-            if existing_lvs[lv] < wanted:
-                notes.append(
-                    f"LV {volume_group}/{lv} is {format_size(existing_lvs[lv])}, the VM file asks "
-                    f"for {format_size(wanted)}; kiss.vms never grows a disk: grow it by hand "
-                    f"with `lvextend -L {format_size(wanted)} {volume_group}/{lv}` on both nodes, "
-                    f"then `drbdadm resize {name}/{int(disk['volume'])}` on one of them while "
-                    "they are connected"
-                )
-            continue
-        steps.append(
-            Step(
-                f"create LV {volume_group}/{lv} ({format_size(wanted)})",
-                "lv_create",
-                {
-                    "lvcreate": programs.lvcreate,
-                    "volume_group": volume_group,
-                    "name": lv,
-                    "size_bytes": wanted,
-                },
-            )
-        )
-        created_volumes.append(int(disk["volume"]))
-
-    root_lv = lvm.lv_name(name, "root")
-    new_vm = root_lv not in existing_lvs
-    if not new_vm:
-        for volume in created_volumes:
-            notes.append(
-                f"volume {volume} of existing VM {name} got a new LV but no DRBD metadata: on both "
-                f"nodes run `drbdadm create-md {name}/{volume}` and `drbdadm adjust {name}`, "
-                "then let it sync from the node running the VM"
-            )
+    steps, notes, created = _lv_steps(name, disks, volume_group, existing_lvs, programs)
+    if lvm.lv_name(name, "root") in existing_lvs:
+        notes += [
+            f"volume {volume} of existing VM {name} got a new LV but no DRBD metadata: on both "
+            f"nodes run `drbdadm create-md {name}/{volume}` and `drbdadm adjust {name}`, "
+            "then let it sync from the node running the VM"
+            for volume in created
+        ]
         return Plan(name, False, tuple(steps), tuple(notes))
-
     for disk in disks:
         volume = int(disk["volume"])
-        if volume not in created_volumes:
+        if volume not in created:
             notes.append(
                 f"LV {volume_group}/{lvm.lv_name(name, disk['name'])} already existed: its DRBD "
                 "metadata is left as it is"
             )
             continue
-        steps.append(
-            Step(
-                f"create DRBD metadata {name}/{volume}",
-                "drbd_create_md",
-                {"drbdadm": programs.drbdadm, "resource": name, "volume": volume},
-            )
-        )
+        metadata = {"drbdadm": programs.drbdadm, "resource": name, "volume": volume}
+        steps.append(Step(f"create DRBD metadata {name}/{volume}", "drbd_create_md", metadata))
     resource = {"drbdadm": programs.drbdadm, "resource": name}
     steps.append(Step(f"bring up DRBD resource {name}", "drbd_adjust", resource))
     if vm["primary_on"] == node:
-        steps.append(
-            Step(
-                f"start the initial sync of {name} from {node} unless the peer holds its data",
-                "drbd_initial_sync",
-                resource,
-                tells=True,
-            )
-        )
+        what = f"start the initial sync of {name} from {node} unless the peer holds its data"
+        steps.append(Step(what, "drbd_initial_sync", resource, tells=True))
     return Plan(name, True, tuple(steps), tuple(notes))
+
+
+def _lv_steps(
+    name: str,
+    disks: list[Mapping[str, Any]],
+    volume_group: str,
+    existing_lvs: Mapping[str, int],
+    programs: Programs,
+) -> tuple[list[Step], list[str], list[int]]:
+    """The LVs to create, notes on those too small, and the volumes whose LV is created."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    created: list[int] = []
+    for disk in disks:
+        lv = lvm.lv_name(name, disk["name"])
+        wanted = int(disk["size_bytes"])
+        if lv not in existing_lvs:
+            arguments = {"lvcreate": programs.lvcreate, "volume_group": volume_group, "name": lv,
+                         "size_bytes": wanted}  # fmt: skip
+            what = f"create LV {volume_group}/{lv} ({format_size(wanted)})"
+            steps.append(Step(what, "lv_create", arguments))
+            created.append(int(disk["volume"]))
+        elif existing_lvs[lv] < wanted:
+            notes.append(
+                f"LV {volume_group}/{lv} is {format_size(existing_lvs[lv])}, the VM file asks "
+                f"for {format_size(wanted)}; kiss.vms never grows a disk: grow it by hand "
+                f"with `lvextend -L {format_size(wanted)} {volume_group}/{lv}` on both nodes, "
+                f"then `drbdadm resize {name}/{int(disk['volume'])}` on one of them while "
+                "they are connected"
+            )
+    return steps, notes, created

@@ -160,6 +160,7 @@ def _inventory(site: Path, say: Say) -> inventory.Result:
     return result
 
 
+# Six parameters: the run's options and the five parts of it that _configure holds already.
 def _dry_run(
     options: Options, node: Node, cluster: Cluster, repo: git.Repo, with_peer: bool, say: Say
 ) -> int:
@@ -180,6 +181,7 @@ def _dry_run(
         return _orchestrate(options, node, cluster, commit, with_peer, say, candidate)
 
 
+# Seven parameters: the run's options, the parts _configure holds, and this run's commit.
 def _orchestrate(
     options: Options,
     node: Node,

@@ -25,6 +25,7 @@ SALT_RUN_TIMEOUT = 3600
 Say = Callable[[str], None]
 
 
+# Six parameters: the arguments of `kiss.rollout_step`, one for one (orchestrate/kiss/vms.sls).
 def run_step(
     step: str,
     config_dir: Path | None,

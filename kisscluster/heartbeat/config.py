@@ -53,6 +53,7 @@ import ipaddress
 import os
 import shlex
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +164,8 @@ def _action(where: str, text: str) -> tuple[str, ...]:
     return argv
 
 
-def parse(text: str, source: Path) -> Config:
-    """Parse and validate the text of a config file (without touching the secret file)."""
+def _section(text: str, source: Path) -> dict[str, str]:
+    """The keys of the one section, refusing other sections and unknown keys."""
     parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
     try:
         parser.read_string(text, source=str(source))
@@ -179,10 +180,13 @@ def parse(text: str, source: Path) -> Config:
     unknown = sorted(set(values) - set(KEYS))
     if unknown:
         raise ConfigError(f"{source}: [{SECTION}] unknown key(s) {unknown}; known: {list(KEYS)}")
+    return values
 
-    def where(key: str) -> str:
-        return f"{source}: [{SECTION}] {key}"
 
+def _networks(
+    values: dict[str, str], where: Callable[[str], str]
+) -> tuple[tuple[Address, Address], tuple[Address, Address], Address]:
+    """Both members' storage and production addresses, and the switch's."""
     for key in ("stor_addrs", "prod_addrs", "ping_addr"):
         if not values.get(key, "").strip():
             raise ConfigError(f"{where(key)}: missing (required)")
@@ -193,10 +197,11 @@ def parse(text: str, source: Path) -> Config:
     ping = _address(where("ping_addr"), values["ping_addr"].strip())
     if ping in stor or ping in prod:
         raise ConfigError(f"{where('ping_addr')}: must be the switch, not a member's address")
-    port = _integer(where("port"), values.get("port", "694"), 1, 65535)
-    secret = Path(values.get("secret_file", DEFAULT_SECRET_FILE).strip())
-    if not secret.is_absolute():
-        raise ConfigError(f"{where('secret_file')}: must be an absolute path, got {str(secret)!r}")
+    return stor, prod, ping
+
+
+def _rules(values: dict[str, str], where: Callable[[str], str]) -> Rules:
+    """Priorities and timing of the decision core, checked against each other."""
     base = _integer(where("base_priority"), values.get("base_priority", "100"), 1, 65535)
     penalty = _integer(where("priority_penalty"), values.get("priority_penalty", "10"), 1, 65535)
     if base - 6 * penalty - 1 < 0:
@@ -218,8 +223,20 @@ def parse(text: str, source: Path) -> Config:
         raise ConfigError(
             f"{where('init_dead')}: {init_dead} s must be at least the dead time ({dead_time} s)"
         )
-    fence_timeout = _seconds(where("fence_timeout"), values.get("fence_timeout", "5"))
-    fence_patience = _seconds(where("fence_patience"), values.get("fence_patience", "60"))
+    return Rules(base, penalty, interval, dead_time, init_dead)
+
+
+def parse(text: str, source: Path) -> Config:
+    """Parse and validate the text of a config file (without touching the secret file)."""
+    values = _section(text, source)
+
+    def where(key: str) -> str:
+        return f"{source}: [{SECTION}] {key}"
+
+    stor, prod, ping = _networks(values, where)
+    secret = Path(values.get("secret_file", DEFAULT_SECRET_FILE).strip())
+    if not secret.is_absolute():
+        raise ConfigError(f"{where('secret_file')}: must be an absolute path, got {str(secret)!r}")
     peer_silent = values.get("peer_silent", "takeover").strip()
     if peer_silent not in PEER_SILENT:
         raise ConfigError(f"{where('peer_silent')}: {peer_silent!r} is not one of {PEER_SILENT}")
@@ -230,13 +247,13 @@ def parse(text: str, source: Path) -> Config:
         stor_addrs=stor,
         prod_addrs=prod,
         ping_addr=ping,
-        port=port,
+        port=_integer(where("port"), values.get("port", "694"), 1, 65535),
         secret_file=secret,
-        rules=Rules(base, penalty, interval, dead_time, init_dead),
+        rules=_rules(values, where),
         action=_action(where("action"), values.get("action", DEFAULT_ACTION)),
         source=source,
-        fence_timeout=fence_timeout,
-        fence_patience=fence_patience,
+        fence_timeout=_seconds(where("fence_timeout"), values.get("fence_timeout", "5")),
+        fence_patience=_seconds(where("fence_patience"), values.get("fence_patience", "60")),
         peer_silent=peer_silent,
         drbdadm=drbdadm,
     )

@@ -112,6 +112,7 @@ def vm(name, site=None):
     raise CommandExecutionError(f"no VM {name!r} in the cache of {_site(site)}")
 
 
+# Six parameters: what orchestrate/kiss/vms.sls passes to each step.
 def rollout_step(step, commit=None, test=False, config_dir=None, sls="kiss.vms", candidate=None):
     """
     One step of `salt-run state.orchestrate kiss.vms` (orchestrate/kiss/vms.sls): ``check-peer``
