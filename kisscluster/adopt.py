@@ -117,7 +117,7 @@ def adopt(source: Path, site: Path, cluster: str | None = None) -> inventory.Res
         _stage(staged, source, name, text, site)
         added = _original_templates(staged / "vm-templates", templates)
         result = inventory.run(staged, dry_run=True)  # InventoryError: nothing written to `site`
-        parts = ["pillar/cluster.yml", f"vm-config/{name}", f"vm-config/{name}.yml"]
+        parts = ["pillar/cluster.yml", f"vm-config/{name}", inventory.cache_file(name)]
         for part in parts + [f"vm-templates/{template}" for template in added]:
             _move(staged / part, site / part)
     return result
@@ -143,7 +143,7 @@ def _stage(staged: Path, source: Path, name: str, text: str, site: Path) -> None
     (staged / "pillar").mkdir(parents=True)
     (staged / "pillar" / "cluster.yml").write_text(text, encoding="utf-8")
     shutil.copytree(source / "vm-config" / name, staged / "vm-config" / name)
-    cache = source / "vm-config" / f"{name}.yml"
+    cache = source / inventory.cache_file(name)
     if cache.is_file():
         shutil.copy2(cache, staged / "vm-config" / f"{name}.yml")
     if (site / "vm-templates").is_dir():

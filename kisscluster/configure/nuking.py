@@ -50,7 +50,7 @@ def forget(node: Node, vm: str, test: bool) -> Outcome:
             return Outcome(node.minion_id, True, [f"{vm} is not in the cache (already forgotten)"])
         if test:
             return Outcome(node.minion_id, True, [f"would forget {vm} from the cache"])
-        cache = f"vm-config/{node.cluster().name}.yml"
+        cache = inventory.cache_file(node.cluster().name)
         sha = gitsite.commit_paths(repo, [cache], f"kiss-nuke-vm: forget {vm}")
         pushed: list[str] = []
         gitsite.push(node, repo, True, pushed.append)

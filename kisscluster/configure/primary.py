@@ -127,7 +127,7 @@ def _configure(options: Options, node: Node, cluster: Cluster, repo: git.Repo, s
         return _dry_run(options, node, cluster, repo, with_peer, say)
 
     result = _inventory(node.site, say)
-    cache = f"vm-config/{cluster.name}.yml"
+    cache = inventory.cache_file(cluster.name)
     cache_files = [cache, *([result.original_kept] if result.original_kept else [])]
     pending = pending_edits(repo)
     edits = [path for path in pending if path not in cache_files]
@@ -166,7 +166,7 @@ def _dry_run(
 ) -> int:
     """Inventory and test=True apply on both nodes of a copy of the working tree (the
     candidate): what a real run would commit, nothing committed, pushed or written here."""
-    cache = f"vm-config/{cluster.name}.yml"
+    cache = inventory.cache_file(cluster.name)
     with tempfile.TemporaryDirectory(prefix="kiss-configure-dry-run-") as scratch:
         candidate = Path(scratch) / "site"
         gitsite.copy_site(node.site, candidate)

@@ -102,8 +102,13 @@ class Cache(Record):
         self.vms: dict[str, VmRecord] = {} if vms is None else vms
 
 
+def cache_file(cluster_name: str) -> str:
+    """The cache's path in the site repository (its one home: git, the inventory, kiss-adopt)."""
+    return f"{VM_CONFIG}/{cluster_name}.yml"
+
+
 def cache_path(site: Path, cluster: Cluster) -> Path:
-    return Path(site) / VM_CONFIG / f"{cluster.name}.yml"
+    return Path(site) / cache_file(cluster.name)
 
 
 # ---------------------------------------------------------------------------------------------
