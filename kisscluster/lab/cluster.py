@@ -25,18 +25,9 @@ from kisscluster.lab.machine import Machine
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 SOURCE_IN_GUEST = "/opt/kisscluster-src"
 SITE_IN_GUEST = paths.SITE_DIR
-# What `kiss.node` and the operator need on root's PATH, linked from the virtual environment.
-COMMANDS = (
-    "salt-call",
-    "salt-run",
-    "kiss-configure",
-    "kiss-init",
-    "kiss-nuke-vm",
-    "kiss-split-brain",
-    "kiss-adopt",
-    "kiss-inventory",
-    "kissclusterd",
-)
+# What the operator and kiss.node need on root's PATH, linked from the virtual environment: Salt's
+# two commands and every script of the package (README, "Install").
+COMMANDS = ("salt-call", "salt-run", *sorted(p.name for p in (CHECKOUT / "scripts").iterdir()))
 # What differs from a real node: the nested VMs run under TCG because the guests have no KVM,
 # and having no OS they ignore the ACPI power button, so a VM stop (failback, no-vms) waits out
 # the stop timeout before qemu is killed.

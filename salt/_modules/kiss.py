@@ -5,6 +5,8 @@ functions return the text of a file for `file.managed`; action functions run one
 argument list and raise CommandExecutionError when it fails.
 """
 
+from pathlib import Path as _Path
+
 from salt.exceptions import CommandExecutionError
 
 try:
@@ -15,6 +17,7 @@ try:
     from kisscluster import paths as _paths
     from kisscluster import pillar as _pillar
     from kisscluster import vmconf as _vmconf
+    from kisscluster import vmmonitor as _vmmonitor
 
     HAS_KISSCLUSTER = True
 except ImportError:
@@ -339,3 +342,25 @@ def nuke_step(step, vm, test=False, force=False, config_dir=None):
     from kisscluster.configure import nuking
 
     return nuking.run_step(step, vm, config_dir, bool(test), bool(force))
+
+
+def vm_monitor(name, action, file=None, run_dir="/run/kvm"):
+    """
+    Press VM ``name``'s power button, reset, pause or resume it, insert an ISO ``file`` into its
+    CD-ROM or eject it, write its screen to ``file``, or show its state (``info``), through the
+    QMP socket of its qemu on this node (``<run_dir>/<name>.qmp``). ``kiss-vm-monitor`` does the
+    same from either node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.vm_monitor web powerdown
+        salt-call --local kiss.vm_monitor web cdrom /srv/iso/debian-12.iso
+    """
+    if action not in _vmmonitor.ACTIONS:
+        raise CommandExecutionError(f"unknown action {action!r}: {sorted(_vmmonitor.ACTIONS)}")
+    try:
+        return _vmmonitor.monitor(name, action, file, _Path(run_dir))
+    except (_vmmonitor.MonitorError, ValueError, OSError) as exc:
+        raise CommandExecutionError(f"VM {name}: {exc}") from exc

@@ -1,0 +1,161 @@
+"""kiss-vm-monitor VM ACTION: a VM's power button, pause, CD-ROM and screen, through the QMP
+socket of its qemu (`<run_dir>/<vm>.qmp`, which every template opens) on the node that runs it.
+
+Run on either node: where the VM does not run, the command goes to the peer through the
+cluster's remote command (as kiss-configure reaches it), and a screendump is written there.
+"""
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kisscluster import names
+
+RUN_DIR = Path("/run/kvm")
+TIMEOUT = 10.0
+
+#: Action -> (the QMP command, whether it takes a file argument).
+ACTIONS: dict[str, tuple[str, bool]] = {
+    "powerdown": ("system_powerdown", False),
+    "reset": ("system_reset", False),
+    "pause": ("stop", False),
+    "resume": ("cont", False),
+    "cdrom": ("blockdev-change-medium", True),
+    "eject": ("eject", False),
+    "screendump": ("screendump", True),
+    "info": ("query-status", False),
+}
+
+
+class MonitorError(Exception):
+    """qemu refused the command, or its QMP socket is not there."""
+
+
+class Qmp:
+    """One QMP session over a unix socket: capabilities negotiated, events skipped."""
+
+    def __init__(self, path: Path, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(str(path))
+        except OSError as exc:
+            self.sock.close()
+            raise MonitorError(
+                f"no QMP socket at {path} ({exc.strerror}): is the VM running here?"
+            ) from None
+        self.reader = self.sock.makefile("rb")
+        self._message()  # the greeting
+        self.execute("qmp_capabilities")
+
+    def _message(self) -> dict[str, Any]:
+        line = self.reader.readline()
+        if not line:
+            raise MonitorError("qemu closed its QMP socket")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def execute(self, command: str, **arguments: Any) -> Any:
+        request: dict[str, Any] = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self.sock.sendall(json.dumps(request).encode() + b"\n")
+        while True:
+            message = self._message()
+            if "return" in message:
+                return message["return"]
+            if "error" in message:
+                raise MonitorError(f"{command}: {message['error'].get('desc', message['error'])}")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def cdrom_device(block_devices: list[dict[str, Any]]) -> str:
+    """The VM's CD-ROM drive among `query-block`'s devices: the removable one."""
+    removable = [d for d in block_devices if d.get("removable")]
+    if not removable:
+        raise MonitorError("the VM has no CD-ROM drive (its template gives it none)")
+    return str(removable[0].get("qdev") or removable[0]["device"])
+
+
+def act(qmp: Qmp, action: str, argument: str | None) -> str:
+    """Run one action; a line for the operator."""
+    command, takes_file = ACTIONS[action]
+    if takes_file and not argument:
+        raise MonitorError(f"{action} needs a file")
+    if action == "info":
+        status = qmp.execute("query-status")
+        blocks = qmp.execute("query-block")
+        media = {
+            str(b.get("qdev") or b["device"]): b.get("inserted", {}).get("file", "-")
+            for b in blocks
+        }
+        return json.dumps({"status": status.get("status"), "block": media}, sort_keys=True)
+    if action == "cdrom":
+        device = cdrom_device(qmp.execute("query-block"))
+        path = str(Path(str(argument)).resolve())
+        qmp.execute(command, id=device, filename=path, format="raw")
+        return f"CD-ROM {device}: {path}"
+    if action == "eject":
+        device = cdrom_device(qmp.execute("query-block"))
+        qmp.execute(command, id=device, force=True)
+        return f"CD-ROM {device}: ejected"
+    if action == "screendump":
+        path = str(Path(str(argument)).resolve())
+        qmp.execute(command, filename=path)
+        return f"screen written to {path} ({socket.gethostname()})"
+    qmp.execute(command)
+    return f"{command}: done"
+
+
+def monitor(vm: str, action: str, argument: str | None, run_dir: Path = RUN_DIR) -> str:
+    qmp = Qmp(run_dir / f"{names.validate_vm_name(vm)}.qmp")
+    try:
+        return act(qmp, action, argument)
+    finally:
+        qmp.close()
+
+
+def runs_here(vm: str) -> bool:
+    done = subprocess.run(
+        ["systemctl", "is-active", "--quiet", f"vm@{vm}.service"], check=False, timeout=30
+    )
+    return done.returncode == 0
+
+
+def on_peer(arguments: list[str]) -> int:
+    """The same command on the peer, through the cluster's remote command."""
+    from kisscluster.configure.node import load_node
+
+    node = load_node()
+    cluster = node.cluster()
+    command = cluster.remote_command(cluster.peer_of(node.minion_id), "kiss-vm-monitor", *arguments)
+    return subprocess.run(command, check=False, timeout=120).returncode
+
+
+def main(argv: list[str] | None = None, here: Callable[[str], bool] = runs_here) -> int:
+    parser = argparse.ArgumentParser(prog="kiss-vm-monitor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("vm")
+    parser.add_argument("action", choices=sorted(ACTIONS))
+    parser.add_argument("file", nargs="?", help="the ISO of `cdrom`, the image of `screendump`")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--here", action="store_true", help="only on this node")
+    args = parser.parse_args(argv)
+    try:
+        vm = names.validate_vm_name(args.vm)
+        if not args.here and not here(vm):
+            # The file is the peer's: an ISO there, a screendump written there.
+            forwarded = [vm, args.action, *([args.file] if args.file else []), "--here"]
+            return on_peer(forwarded)
+        print(f"{vm}: {monitor(vm, args.action, args.file, args.run_dir)}")
+    except (MonitorError, ValueError, OSError) as exc:
+        print(f"kiss-vm-monitor: {exc}", file=sys.stderr)
+        return 1
+    return 0

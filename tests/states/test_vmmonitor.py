@@ -1,0 +1,90 @@
+"""kiss-vm-monitor against a real qemu (stopped at start, -S) through its QMP socket, as vm@
+starts it: power button, reset, pause and resume, CD-ROM in and out, screendump, info."""
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from kisscluster import vmmonitor
+
+
+@pytest.fixture
+def qemu(tmp_path):
+    """A guest named web with a CD-ROM drive and its QMP socket in tmp_path, as /run/kvm."""
+    process = subprocess.Popen(
+        ["qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-display", "none", "-S",
+         "-name", "web", "-qmp", f"unix:{tmp_path}/web.qmp,server=on,wait=off",
+         "-drive", "index=0,media=cdrom"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "web.qmp").exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "qemu did not open its QMP socket"
+        time.sleep(0.1)
+    yield tmp_path
+    process.kill()
+    process.wait(timeout=10)
+
+
+def info(run_dir: Path) -> dict:
+    return json.loads(vmmonitor.monitor("web", "info", None, run_dir))
+
+
+def test_pause_resume_reset_and_the_power_button(qemu, capsys):
+    assert info(qemu)["status"] == "prelaunch"
+    assert vmmonitor.main(["web", "resume", "--run-dir", str(qemu)], here=lambda vm: True) == 0
+    assert info(qemu)["status"] == "running"
+    assert vmmonitor.main(["web", "pause", "--run-dir", str(qemu)], here=lambda vm: True) == 0
+    assert info(qemu)["status"] == "paused"
+    for action in ("reset", "powerdown"):
+        assert vmmonitor.main(["web", action, "--run-dir", str(qemu)], here=lambda vm: True) == 0
+    said = capsys.readouterr().out
+    assert "web: cont: done" in said and "web: system_powerdown: done" in said
+
+
+def test_a_cdrom_goes_in_and_out_and_the_screen_is_saved(qemu, tmp_path):
+    iso = tmp_path / "install.iso"
+    iso.write_bytes(b"\0" * 2048 * 16)
+    said = vmmonitor.monitor("web", "cdrom", str(iso), qemu)
+    assert said.endswith(str(iso))
+    assert str(iso) in info(qemu)["block"].values()
+    vmmonitor.monitor("web", "eject", None, qemu)
+    assert str(iso) not in info(qemu)["block"].values()
+    shot = tmp_path / "screen.ppm"
+    vmmonitor.monitor("web", "screendump", str(shot), qemu)
+    assert shot.read_bytes().startswith(b"P6")
+
+
+def test_what_cannot_be_done_is_said_plainly(qemu, tmp_path, capsys):
+    assert vmmonitor.main(["mail", "info", "--run-dir", str(qemu)], here=lambda vm: True) == 1
+    assert "no QMP socket at" in capsys.readouterr().err
+    assert vmmonitor.main(["web", "cdrom", "--run-dir", str(qemu)], here=lambda vm: True) == 1
+    assert "cdrom needs a file" in capsys.readouterr().err
+    assert vmmonitor.main(["web;x", "info", "--run-dir", str(qemu)], here=lambda vm: True) == 1
+    assert "safe identifier" in capsys.readouterr().err
+    with pytest.raises(vmmonitor.MonitorError, match="no CD-ROM drive"):
+        vmmonitor.cdrom_device([{"device": "drive0", "removable": False}])
+
+
+def test_the_execution_function_through_the_salt_loader(qemu, example_site, tmp_path):
+    import salt.config
+    from kisstest import write_minion_config
+    from saltfactories.utils.functional import Loaders
+
+    config = write_minion_config(tmp_path / "salt", example_site)
+    loaders = Loaders(salt.config.minion_config(str(config / "minion")))
+    try:
+        kiss = loaders.modules.kiss
+        assert (
+            json.loads(kiss.vm_monitor("web", "info", run_dir=str(qemu)))["status"] == "prelaunch"
+        )
+        assert kiss.vm_monitor("web", "resume", run_dir=str(qemu)) == "cont: done"
+        with pytest.raises(CommandExecutionError, match="unknown action 'explode'"):
+            kiss.vm_monitor("web", "explode", run_dir=str(qemu))
+    finally:
+        loaders.reset_state()
