@@ -1,5 +1,6 @@
 """kiss-vm-monitor VM ACTION: a VM's power button, pause, CD-ROM and screen, through the QMP
 socket of its qemu (`<run_dir>/<vm>.qmp`, which every template opens) on the node that runs it.
+kiss-console VM: where to reach its screen (VNC) and its serial console.
 
 Run on either node: where the VM does not run, the command goes to the peer through the
 cluster's remote command (as kiss-configure reaches it), and a screendump is written there.
@@ -7,6 +8,7 @@ cluster's remote command (as kiss-configure reaches it), and a screendump is wri
 
 import argparse
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -17,7 +19,9 @@ from typing import Any
 from kisscluster import names
 
 RUN_DIR = Path("/run/kvm")
+VM_CONF_DIR = Path("/etc/vm")
 TIMEOUT = 10.0
+_VNC = re.compile(r"-vnc\s+(\S*?):(\d+)\b")
 
 #: Action -> (the QMP command, whether it takes a file argument).
 ACTIONS: dict[str, tuple[str, bool]] = {
@@ -130,6 +134,18 @@ def runs_here(vm: str) -> bool:
     return done.returncode == 0
 
 
+def running_peer(vm: str) -> str | None:
+    """The peer's name if `vm` runs there (asked through the cluster's remote command)."""
+    from kisscluster.configure.node import load_node
+
+    node = load_node()
+    cluster = node.cluster()
+    peer = cluster.peer_of(node.minion_id)
+    asked = cluster.remote_command(peer, "systemctl", "is-active", "--quiet", f"vm@{vm}.service")
+    done = subprocess.run(asked, check=False, timeout=60)
+    return str(peer["name"]) if done.returncode == 0 else None
+
+
 def on_peer(arguments: list[str]) -> int:
     """The same command on the peer, through the cluster's remote command."""
     from kisscluster.configure.node import load_node
@@ -157,5 +173,43 @@ def main(argv: list[str] | None = None, here: Callable[[str], bool] = runs_here)
         print(f"{vm}: {monitor(vm, args.action, args.file, args.run_dir)}")
     except (MonitorError, ValueError, OSError) as exc:
         print(f"kiss-vm-monitor: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def console(vm: str, node: str, conf_dir: Path = VM_CONF_DIR, run_dir: Path = RUN_DIR) -> str:
+    """How to reach the screen and the serial console of `vm`, which runs on `node`."""
+    vm = names.validate_vm_name(vm)
+    try:
+        found = _VNC.search((conf_dir / f"{vm}.conf").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MonitorError(f"{conf_dir / vm}.conf: {exc.strerror}: is {vm} a VM here?") from None
+    if found is None:
+        raise MonitorError(f"{conf_dir / vm}.conf gives the VM no VNC display")
+    address, port = found.group(1) or "0.0.0.0", 5900 + int(found.group(2))  # noqa: S104
+    return "\n".join(
+        [
+            f"{vm} runs on {node}: its screen is VNC {address}:{port} there",
+            f"  from your desk: ssh -N -L {port}:{address}:{port} root@{node}, then a VNC "
+            f"viewer on localhost:{port}",
+            f"  serial console on {node}: socat -,raw,echo=0,escape=0x1d "
+            f"UNIX-CONNECT:{run_dir}/{vm}.serial (Ctrl-] leaves)",
+        ]
+    )
+
+
+def console_main(argv: list[str] | None = None, here: Callable[[str], bool] = runs_here) -> int:
+    parser = argparse.ArgumentParser(prog="kiss-console", description="Where to reach a VM's "
+                                     "screen (VNC) and serial console.")  # fmt: skip
+    parser.add_argument("vm")
+    args = parser.parse_args(argv)
+    try:
+        vm = names.validate_vm_name(args.vm)
+        node = socket.gethostname() if here(vm) else running_peer(vm)
+        if node is None:
+            raise MonitorError(f"{vm} runs on neither node")
+        print(console(vm, node))
+    except (MonitorError, ValueError, OSError) as exc:
+        print(f"kiss-console: {exc}", file=sys.stderr)
         return 1
     return 0

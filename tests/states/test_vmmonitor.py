@@ -88,3 +88,17 @@ def test_the_execution_function_through_the_salt_loader(qemu, example_site, tmp_
             kiss.vm_monitor("web", "explode", run_dir=str(qemu))
     finally:
         loaders.reset_state()
+
+
+def test_the_console_names_the_vnc_port_and_the_serial_socket(tmp_path, capsys):
+    (tmp_path / "web.conf").write_text(
+        "QEMU_ARGS=-name web -vnc 127.0.0.1:8 -k en-us \\\n -serial unix:/run/kvm/web.serial\n"
+    )
+    (tmp_path / "old.conf").write_text("QEMU_ARGS=-name old -vnc :12 -k de\n")
+    shown = vmmonitor.console("web", "node1", tmp_path)
+    assert "VNC 127.0.0.1:5908 there" in shown
+    assert "ssh -N -L 5908:127.0.0.1:5908 root@node1" in shown
+    assert "UNIX-CONNECT:/run/kvm/web.serial" in shown
+    assert "VNC 0.0.0.0:5912" in vmmonitor.console("old", "node2", tmp_path)
+    with pytest.raises(vmmonitor.MonitorError, match="is db a VM here"):
+        vmmonitor.console("db", "node1", tmp_path)
