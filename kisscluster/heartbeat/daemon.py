@@ -187,7 +187,7 @@ class Daemon:
             except OSError as exc:  # e.g. an ICMP error reported on the socket
                 log.debug("receive on %s: %s", net, exc)
                 continue
-            if datagram[:4] == outdate.REQUEST_MAGIC:
+            if datagram[:4] in (outdate.REQUEST_MAGIC, outdate.CONNECT_MAGIC):
                 self.responder.requests.put((net, datagram, source))
                 continue
             try:

@@ -61,17 +61,21 @@ def _socket(address: outdate.Address) -> socket.socket:
     return sock
 
 
+# Six parameters: the daemon's config, secret and identity, what to ask, and how to tell the peer
+# lives.
 def ask_peer(
     config: Config,
     secret: bytes,
     identity: Identity,
     resource: str,
     alive: Callable[[], bool],
+    magic: bytes = outdate.REQUEST_MAGIC,
 ) -> tuple[outdate.Answer | None, bool]:
-    """Ask the peer to outdate `resource` until it gives a final answer, or it is silent for
-    fence_timeout, or fence_patience runs out on a peer known to live: one that answers
-    "retry", or that this node's daemon still hears (`alive`), may just be slow to answer.
-    Returns (final answer or None, whether the peer is known to live)."""
+    """Ask the peer to outdate `resource` (or, with CONNECT_MAGIC, to reconnect to it) until it
+    gives a final answer, or it is silent for fence_timeout, or fence_patience runs out on a
+    peer known to live: one that answers "retry", or that this node's daemon still hears
+    (`alive`), may just be slow to answer. Returns (final answer or None, whether the peer is
+    known to live)."""
     clock = time.monotonic
     nonce = secrets.token_bytes(16)
     sockets = {net: _socket(identity.own[net]) for net in identity.own}
@@ -90,7 +94,7 @@ def ask_peer(
                         request = outdate.Request(identity.own[net], time.time(), nonce, resource)
                         with contextlib.suppress(OSError):
                             sock.sendto(
-                                outdate.encode_request(request, secret),
+                                outdate.encode_request(request, secret, magic),
                                 (str(identity.peer[net]), config.port),
                             )
                     next_send = clock() + RESEND
@@ -238,8 +242,21 @@ def stand_down(config_path: Path, resource: str) -> int:
         [drbdadm, "up", resource],
     ):
         _step(argv)
+    ask_peer_to_connect(config_path, resource)
     log.warning("stand-down %s: done; this copy resyncs in full from the peer", resource)
     return 0
+
+
+def ask_peer_to_connect(config_path: Path, resource: str) -> None:
+    """The peer's DRBD may have dropped the connection for good (StandAlone) when this node
+    first came back as Primary: ask it to connect to this copy, which now has fresh metadata."""
+    config = load(config_path)
+    answer, _ = ask_peer(
+        config, read_secret(config.secret_file), identify(config), resource, lambda: False,
+        outdate.CONNECT_MAGIC,
+    )  # fmt: skip
+    said = "no answer" if answer is None else answer.name.lower()
+    log.warning("stand-down %s: asked the peer to connect: %s", resource, said)
 
 
 def _step(argv: list[str]) -> None:

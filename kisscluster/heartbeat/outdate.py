@@ -7,6 +7,11 @@ heartbeat's shared secret:
     request  magic b"KCOQ", version, sender (16), timestamp (8), nonce (16), resource (64), mac
     reply    magic b"KCOA", version, sender (16), timestamp (8), nonce (16), answer (1), mac
 
+A connect request (magic b"KCOC", else like a request) comes from a node that stood down: it
+gave its copy fresh metadata, and the peer, whose DRBD may have dropped the connection for good
+(StandAlone) when the resumed node first came back as Primary, reconnects so that the copy
+resyncs. Connecting never overrides DRBD's own judgement of the two copies.
+
 The nonce ties a reply to its request; a request is acted on once per nonce (it is sent on
 both nets and repeated until answered) and only within the time window. The answers are the
 exit codes DRBD 8.4 gives meaning to (drbd.conf(5), `conn_try_outdate_peer`): the handler
@@ -25,6 +30,7 @@ from kisscluster import names
 from kisscluster.heartbeat.protocol import Address, packed_address, unpacked_address
 
 REQUEST_MAGIC = b"KCOQ"
+CONNECT_MAGIC = b"KCOC"
 REPLY_MAGIC = b"KCOA"
 VERSION = 1
 RESOURCE_BYTES = 64
@@ -37,6 +43,7 @@ REPLY_SIZE = _REPLY.size + MAC_SIZE
 
 class Answer(enum.IntEnum):
     RETRY = 0
+    CONNECTING = 2  # to a connect request: DRBD here is (again) waiting for the peer
     INCONSISTENT = 3  # the peer's copy is Inconsistent or worse: it cannot be promoted anyway
     OUTDATED = 4  # the peer's copy is now (or already was) Outdated
     PRIMARY = 6  # the peer is Primary: the asking side must not be
@@ -77,11 +84,11 @@ def _verified(datagram: bytes, size: int, magic: bytes, secret: bytes) -> bytes:
     return body
 
 
-def encode_request(request: Request, secret: bytes) -> bytes:
+def encode_request(request: Request, secret: bytes, magic: bytes = REQUEST_MAGIC) -> bytes:
     resource = names.validate_vm_name(request.resource).encode()
     return _sign(
         _REQUEST.pack(
-            REQUEST_MAGIC,
+            magic,
             VERSION,
             packed_address(request.sender),
             request.timestamp,
@@ -92,8 +99,8 @@ def encode_request(request: Request, secret: bytes) -> bytes:
     )
 
 
-def decode_request(datagram: bytes, secret: bytes) -> Request:
-    body = _verified(datagram, REQUEST_SIZE, REQUEST_MAGIC, secret)
+def decode_request(datagram: bytes, secret: bytes, magic: bytes = REQUEST_MAGIC) -> Request:
+    body = _verified(datagram, REQUEST_SIZE, magic, secret)
     _, _, sender, timestamp, nonce, raw = _REQUEST.unpack(body)
     try:
         resource = names.validate_vm_name(raw.rstrip(b"\0").decode("ascii"))
@@ -189,3 +196,21 @@ def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
         return Answer.OUTDATED, f"{resource}: outdated on the peer's request"
     reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
     return Answer.RETRY, f"{resource}: drbdadm outdate failed: {reason}"
+
+
+def answer_connect(drbdadm: str, resource: str) -> tuple[Answer, str]:
+    """Act on a connect request: `drbdadm connect` a resource DRBD left StandAlone here."""
+    resource = names.validate_vm_name(resource)
+    copy = read_copy(drbdadm, resource)
+    if "StandAlone" not in copy.connections:
+        return (
+            Answer.CONNECTING,
+            f"{resource}: connect request, not StandAlone here {copy.connections}",
+        )
+    done = subprocess.run(
+        [drbdadm, "connect", resource], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode == 0:
+        return Answer.CONNECTING, f"{resource}: reconnected on the peer's request (it stood down)"
+    reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return Answer.RETRY, f"{resource}: drbdadm connect failed: {reason}"

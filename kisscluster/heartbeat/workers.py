@@ -130,8 +130,8 @@ class ActionRunner:
 
 
 class Responder(threading.Thread):
-    """Answers the peer's outdate requests (kisscluster.heartbeat.outdate) off the main loop:
-    drbdadm may take its time, and the heartbeats must not wait for it."""
+    """Answers the peer's outdate and connect requests (kisscluster.heartbeat.outdate) off the
+    main loop: drbdadm may take its time, and the heartbeats must not wait for it."""
 
     def __init__(self, daemon: "Daemon") -> None:
         super().__init__(name="outdate", daemon=True)
@@ -151,14 +151,20 @@ class Responder(threading.Thread):
     def handle(self, net: str, datagram: bytes, source: tuple[str, int]) -> None:
         daemon = self.owner
         peer = daemon.identity.peer[net]
+        connect = datagram[:4] == outdate.CONNECT_MAGIC
+        kind, act, magic = (
+            ("connect", outdate.answer_connect, outdate.CONNECT_MAGIC)
+            if connect
+            else ("outdate", outdate.answer_request, outdate.REQUEST_MAGIC)
+        )
         try:
-            request = outdate.decode_request(datagram, daemon.secret)
+            request = outdate.decode_request(datagram, daemon.secret, magic)
             sender = ipaddress.ip_address(source[0].split("%")[0])
             if request.sender != peer or sender != peer:
                 raise outdate.BadMessage(f"from {sender} claiming {request.sender}, not {peer}")
         except (outdate.BadMessage, ValueError) as exc:
             if self._log.allow((net, "outdate"), time.monotonic()) is not None:
-                log.warning("dropped outdate request on %s from %s: %s", net, source[0], exc)
+                log.warning("dropped %s request on %s from %s: %s", kind, net, source[0], exc)
             return
         now = time.monotonic()
         self.answered = {n: a for n, a in self.answered.items() if now - a[0] < ANSWER_MEMORY}
@@ -176,11 +182,11 @@ class Responder(threading.Thread):
             answer = outdate.Answer.RETRY
             if self._log.allow((net, "outdate-window"), now) is not None:
                 log.warning(
-                    "outdate request on %s %+.1f s off our clock: answered retry", net, skew
+                    "%s request on %s %+.1f s off our clock: answered retry", kind, net, skew
                 )
         else:
-            answer, line = outdate.answer_request(daemon.config.drbdadm, request.resource)
-            log.warning("outdate request from the peer on %s: %s", net, line)
+            answer, line = act(daemon.config.drbdadm, request.resource)
+            log.warning("%s request from the peer on %s: %s", kind, net, line)
             self.answered[request.nonce] = (now, answer)
         reply = outdate.Reply(daemon.identity.own[net], time.time(), request.nonce, answer)
         with contextlib.suppress(OSError):

@@ -1,7 +1,8 @@
 """A stand-in for drbdadm at the one seam this host cannot cross (no DRBD module here): the
-resource states live in the JSON file $KISSTEST_DRBD_STATE, `outdate` changes them and
-appends to $KISSTEST_DRBD_STATE.log the way the real command would (refused on a Primary or a
-connected resource). Installed as an executable by the fencing tests."""
+resource states live in the JSON file $KISSTEST_DRBD_STATE, `outdate` and `connect` change them
+and append to $KISSTEST_DRBD_STATE.log the way the real commands would (outdate is refused on a
+Primary or a connected resource; connect on one that is not StandAlone). Installed as an
+executable by the fencing tests."""
 
 import json
 import os
@@ -27,6 +28,15 @@ def main() -> int:
             print("State change failed: (-2) Need access to UpToDate data", file=sys.stderr)
             return 17
         state["dstate"] = "Outdated"
+        path.write_text(json.dumps(states))
+        return 0
+    if command == "connect":
+        with open(f"{path}.log", "a") as log:
+            log.write(f"connect {resource}\n")
+        if state["cstate"] != "StandAlone":
+            print("Failure: (102) Local address(port) already in use.", file=sys.stderr)
+            return 10
+        state["cstate"] = "WFConnection"
         path.write_text(json.dumps(states))
         return 0
     print(f"fake drbdadm: {command} not supported", file=sys.stderr)

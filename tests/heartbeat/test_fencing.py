@@ -195,3 +195,35 @@ def test_a_request_under_another_secret_outdates_nothing(lab):
     assert code == 5  # nothing it accepts answers: silence, taken for dead by default
     assert drbd(lab, "n2")["web"]["dstate"] == "UpToDate"
     assert "dropped outdate request" in lab.log_text("n2")
+
+
+def ask_to_connect(lab: netlab.Lab) -> str:
+    """What the stand-down does last, run on n1: ask n2 to reconnect to web. Its log lines."""
+    script = (
+        "import logging, sys; from pathlib import Path; "
+        "from kisscluster.heartbeat import fence; logging.basicConfig(level=logging.INFO); "
+        f"fence.ask_peer_to_connect(Path({str(lab.root / 'kissclusterd.conf')!r}), 'web')"
+    )
+    done = subprocess.run(
+        ["ip", "netns", "exec", lab.ns("n1"), sys.executable, "-c", script],
+        env=lab.env("n1"), capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_a_peer_left_standalone_reconnects_when_the_stood_down_node_asks(lab):
+    # The resumed Primary came back before it stood down, and n2's DRBD dropped the connection
+    # for good: after the stand-down, n1 asks n2 to connect to its fresh copy.
+    set_drbd(lab, "n2", web={"role": "Primary", "cstate": "StandAlone", "dstate": "UpToDate"})
+    said = ask_to_connect(lab)
+    assert "asked the peer to connect: connecting" in said
+    assert drbd(lab, "n2")["web"]["cstate"] == "WFConnection"
+    assert "connect web" in Path(f"{lab.drbd_state('n2')}.log").read_text()
+
+
+def test_a_connect_request_leaves_a_connected_peer_alone(lab):
+    set_drbd(lab, "n2", web={"role": "Primary", "cstate": "Connected", "dstate": "UpToDate"})
+    said = ask_to_connect(lab)
+    assert "asked the peer to connect: connecting" in said
+    assert drbd(lab, "n2")["web"]["cstate"] == "Connected"

@@ -135,3 +135,10 @@ def test_a_node_with_a_stale_copy_ranks_below_a_peer_that_lost_everything_else()
         core.ping(True, t)
         decision = core.evaluate(t, t)
     assert decision.state == State.ALL
+
+
+def test_a_connect_request_is_its_own_kind():
+    datagram = outdate.encode_request(request("web"), SECRET, outdate.CONNECT_MAGIC)
+    assert outdate.decode_request(datagram, SECRET, outdate.CONNECT_MAGIC).resource == "web"
+    with pytest.raises(outdate.BadMessage, match="KCOQ"):  # never taken for an outdate request
+        outdate.decode_request(datagram, SECRET)
