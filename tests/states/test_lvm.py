@@ -28,8 +28,11 @@ def test_unreadable_lvs_output_is_an_error_that_shows_it():
 
 def test_lv_names_join_validated_parts_only():
     assert lvm.lv_name("db", "data") == "db_data"
-    with pytest.raises(ValueError):
-        lvm.lv_name("db_x", "data")
+    # an adopted VM keeps the original's name; disk names have no '_', so the join stays unique
+    assert lvm.lv_name("Old_Web", "root") == "Old_Web_root"
+    for vm, disk in (("db/x", "data"), ("../db", "data"), ("db", "x_data"), ("db", "Data")):
+        with pytest.raises(ValueError):
+            lvm.lv_name(vm, disk)
 
 
 def test_a_missing_volume_group_fails_each_vm_with_lvms_message(node1, site):
