@@ -50,6 +50,12 @@ def render_resource(vm: Mapping[str, Any], members: Sequence[Mapping[str, Any]],
     return "\n".join(lines) + "\n"
 
 
+def error_line(stderr: str) -> str:
+    """What drbdadm said went wrong: drbdadm-84 puts its version banner before every message,
+    so the message is the last line."""
+    return (stderr.strip().splitlines() or ["no message"])[-1]
+
+
 def resource_volume(resource: str, volume: int) -> str:
     return f"{names.validate_vm_name(resource)}/{int(volume)}"
 

@@ -46,8 +46,9 @@ def _states(drbdadm: str, command: str, resource: str) -> list[str]:
 def _must(argv: list[str]) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {detail}")
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {done.returncode}: {drbd.error_line(done.stderr)}"
+        )
 
 
 def initial_sync(drbdadm: str, resource: str, wait: float = CONNECT_WAIT) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kisscluster import names
+from kisscluster import drbd, names
 from kisscluster.heartbeat import config as heartbeat_config
 
 PROC_DRBD = Path("/proc/drbd")
@@ -176,8 +176,7 @@ def read_side(node: str, vm: str, drbdadm: str, proc_drbd: Path = PROC_DRBD) -> 
 
 def _step(argv: list[str], say: Callable[[str], None]) -> None:
     done = _run(argv, timeout=300)
-    # drbdadm-84 prefixes every error with its version banner: its last line is the message.
-    detail = (done.stderr.strip().splitlines() or [""])[-1]
+    detail = drbd.error_line(done.stderr)
     say(f"{' '.join(argv)}: {'ok' if done.returncode == 0 else detail}")
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {detail}")

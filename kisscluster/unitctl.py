@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from kisscluster import initialsync, names
+from kisscluster import drbd, initialsync, names
 
 RETRY_SECONDS = 2.0
 CANNOT_RUN = ("Outdated", "Inconsistent", "Diskless", "Failed", "Attaching", "Negotiating")
@@ -58,8 +58,8 @@ def promote(drbdadm: str, resource: str, retry: float = RETRY_SECONDS) -> int:
             print(f"{resource}: primary after {attempt} attempt(s)", flush=True)
             return 0
         if attempt == 1 or attempt % 10 == 0:
-            reason = completed.stderr.strip().splitlines()[-1:] or ["no message"]
-            print(f"{resource}: not primary yet ({reason[0]}), retrying", flush=True)
+            reason = drbd.error_line(completed.stderr)
+            print(f"{resource}: not primary yet ({reason}), retrying", flush=True)
         time.sleep(retry)
 
 

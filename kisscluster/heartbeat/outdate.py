@@ -26,7 +26,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 
-from kisscluster import names
+from kisscluster import drbd, names
 from kisscluster.heartbeat.protocol import Address, packed_address, unpacked_address
 
 REQUEST_MAGIC = b"KCOQ"
@@ -182,6 +182,14 @@ def read_copy(drbdadm: str, resource: str) -> LocalCopy:
     return LocalCopy(roles, connections, disks)
 
 
+def _drbdadm(drbdadm: str, command: str, resource: str) -> str | None:
+    """Run `drbdadm COMMAND RESOURCE` for the peer; None if it worked, else drbdadm's message."""
+    done = subprocess.run(
+        [drbdadm, command, resource], capture_output=True, text=True, timeout=60, check=False
+    )
+    return None if done.returncode == 0 else drbd.error_line(done.stderr)
+
+
 def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
     """Act on an outdate request for `resource`: the answer and a line for the journal."""
     resource = names.validate_vm_name(resource)
@@ -189,13 +197,10 @@ def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
     answer = decide(copy)
     if answer is not None:
         return answer, f"{resource}: {answer.name.lower()} (roles {copy.roles}, {copy.disks})"
-    done = subprocess.run(
-        [drbdadm, "outdate", resource], capture_output=True, text=True, timeout=60, check=False
-    )
-    if done.returncode == 0:
+    failed = _drbdadm(drbdadm, "outdate", resource)
+    if failed is None:
         return Answer.OUTDATED, f"{resource}: outdated on the peer's request"
-    reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-    return Answer.RETRY, f"{resource}: drbdadm outdate failed: {reason}"
+    return Answer.RETRY, f"{resource}: drbdadm outdate failed: {failed}"
 
 
 def answer_connect(drbdadm: str, resource: str) -> tuple[Answer, str]:
@@ -207,10 +212,7 @@ def answer_connect(drbdadm: str, resource: str) -> tuple[Answer, str]:
             Answer.CONNECTING,
             f"{resource}: connect request, not StandAlone here {copy.connections}",
         )
-    done = subprocess.run(
-        [drbdadm, "connect", resource], capture_output=True, text=True, timeout=60, check=False
-    )
-    if done.returncode == 0:
+    failed = _drbdadm(drbdadm, "connect", resource)
+    if failed is None:
         return Answer.CONNECTING, f"{resource}: reconnected on the peer's request (it stood down)"
-    reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-    return Answer.RETRY, f"{resource}: drbdadm connect failed: {reason}"
+    return Answer.RETRY, f"{resource}: drbdadm connect failed: {failed}"

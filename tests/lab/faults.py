@@ -98,6 +98,17 @@ def settle(lab: Lab, vms: dict[str, Any], what: str) -> float:
     return wait_until(what, lambda: settled_clean(lab, vms), SETTLE_TIMEOUT)
 
 
+def begin(lab: Lab, scenario: str, before: str) -> tuple[dict[str, Any], Markers]:
+    """A scenario's start: the VMs, the pair settled (`before` names that wait), and a marker
+    written with fsync into each VM's disk on the node that runs it."""
+    vms = vms_of(lab)
+    settle(lab, vms, before)
+    markers = Markers(lab, scenario)
+    for vm in vms:
+        markers.write(vm, BEFORE)
+    return vms, markers
+
+
 def check(sampler: Sampler, markers: Markers) -> None:
     both, brains, lost = sampler.both_ran(), markers.new_split_brains(), markers.lost()
     assert not both, both

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from faults import (
-    BEFORE,
     DURING,
     SETTLE_TIMEOUT,
     TAKEOVER_TIMEOUT,
     Markers,
+    begin,
     check,
     mark_survivor_runs,
     node1_vms_run_on_node2,
@@ -54,11 +54,7 @@ def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> N
     nothing; a long one lets node2 take node1's VMs, and node1, resumed with its I/O frozen,
     stands down: it kills its copies of the VMs and resyncs from node2 before failback."""
     lab = rolled_out
-    vms = vms_of(lab)
-    settle(lab, vms, "settled before the hang")
-    markers = Markers(lab, f"hang {seconds}s")
-    for vm in vms:
-        markers.write(vm, BEFORE)
+    vms, markers = begin(lab, f"hang {seconds}s", "settled before the hang")
     stop = threading.Event()
     watcher = threading.Thread(target=mark_survivor_runs, args=(lab, vms, markers, stop))
     with Sampler(lab) as sampler:
@@ -79,11 +75,7 @@ def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> N
 @FROZEN_AFTER_CUT
 def test_a_cut_storage_link_outdates_the_peer_and_moves_nothing(rolled_out: Lab) -> None:
     lab = rolled_out
-    vms = vms_of(lab)
-    settle(lab, vms, "settled before the cut")
-    markers = Markers(lab, "storage cut")
-    for vm in vms:
-        markers.write(vm, BEFORE)
+    vms, markers = begin(lab, "storage cut", "settled before the cut")
     with Sampler(lab) as sampler:
         lab.node1.set_link(STORAGE_NIC, up=False)
         cut_at = time.monotonic()
@@ -156,11 +148,7 @@ def test_a_node_cut_off_from_everything_stands_down_and_its_peer_takes_over(
     nothing it writes after the cut is acknowledged; back on the network its copies resync in
     full from node2 before failback."""
     lab = rolled_out
-    vms = vms_of(lab)
-    settle(lab, vms, "settled before the cut")
-    markers = Markers(lab, "node1 cut off")
-    for vm in vms:
-        markers.write(vm, BEFORE)
+    vms, markers = begin(lab, "node1 cut off", "settled before the cut")
     nics = (STORAGE_NIC, PRODUCTION_NIC, SWITCH_NIC)
     stop = threading.Event()
     watcher = threading.Thread(target=mark_survivor_runs, args=(lab, vms, markers, stop))
@@ -212,11 +200,7 @@ def test_both_links_cut_while_both_reach_the_switch_is_the_documented_double_fau
     to its home node, and `kiss-split-brain` shows both sides and, on the operator's word,
     discards the other node's changes: what each VM wrote at home survives."""
     lab = rolled_out
-    vms = vms_of(lab)
-    settle(lab, vms, "settled before the cut")
-    markers = Markers(lab, "both links cut")
-    for vm in vms:
-        markers.write(vm, BEFORE)
+    vms, markers = begin(lab, "both links cut", "settled before the cut")
     home = {vm: lab.node1 if r["primary_on"] == "node1" else lab.node2 for vm, r in vms.items()}
     with Sampler(lab) as sampler:
         for nic in (STORAGE_NIC, PRODUCTION_NIC):
@@ -254,11 +238,7 @@ def test_both_nodes_powered_off_and_on_together(rolled_out: Lab) -> None:
     """A power cut of the rack: neither node may start the other's VMs while both boot, and
     the pair settles with every VM on its primary_on node and its data intact."""
     lab = rolled_out
-    vms = vms_of(lab)
-    settle(lab, vms, "settled before the power cut")
-    markers = Markers(lab, "power cut")
-    for vm in vms:
-        markers.write(vm, BEFORE)
+    vms, markers = begin(lab, "power cut", "settled before the power cut")
     with Sampler(lab) as sampler:
         for machine in lab.nodes:
             machine.kill()

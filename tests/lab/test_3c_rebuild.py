@@ -8,15 +8,13 @@ import time
 
 import pytest
 from faults import (
-    BEFORE,
     DURING,
     TAKEOVER_TIMEOUT,
-    Markers,
+    begin,
     check,
     node1_vms_run_on_node2,
     read_marker,
     settle,
-    vms_of,
 )
 from labtest import Lab, Sampler, in_sync, vm_running, wait_until
 
@@ -39,11 +37,7 @@ def stopped_early(sampler: Sampler, vm: str, since: float) -> list[str]:
 
 def test_node1_back_with_an_empty_volume_group_resyncs_from_node2(rolled_out: Lab) -> None:
     lab = rolled_out
-    vms = vms_of(lab)
-    settle(lab, vms, "settled before node1 loses its disks")
-    markers = Markers(lab, "empty vg")
-    for vm in vms:
-        markers.write(vm, BEFORE)
+    vms, markers = begin(lab, "empty vg", "settled before node1 loses its disks")
     node1_vms = [vm for vm, record in vms.items() if record["primary_on"] == "node1"]
     with Sampler(lab) as sampler:
         lab.node1.kill()
