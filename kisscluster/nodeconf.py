@@ -7,10 +7,10 @@ from typing import Any
 from kisscluster import names
 from kisscluster.heartbeat.config import KEYS
 
-#: The addresses come from the cluster's members; the rest a site may set in pillar
-#: kiss:cluster:heartbeat. In file order.
-ADDRESS_KEYS = ("stor_addrs", "prod_addrs", "ping_addr")
-HEARTBEAT_KEYS = tuple(key for key in KEYS if key not in ADDRESS_KEYS)
+#: The addresses and fence devices come from the cluster's members; the rest a site may set in
+#: pillar kiss:cluster:heartbeat. In file order.
+MEMBER_KEYS = ("stor_addrs", "prod_addrs", "ping_addr", "fence1", "fence2")
+HEARTBEAT_KEYS = tuple(key for key in KEYS if key not in MEMBER_KEYS)
 
 BANNER = "# Managed by Salt (kiss.node) from the kiss pillar: local edits are overwritten.\n"
 
@@ -34,12 +34,14 @@ def kissclusterd_conf(cluster: Mapping[str, Any], heartbeat: Mapping[str, Any]) 
         "stor_addrs = " + " ".join(str(ipaddress.ip_address(m["stor_addr"])) for m in members),
         "prod_addrs = " + " ".join(str(ipaddress.ip_address(m["prod_addr"])) for m in members),
         f"ping_addr = {ipaddress.ip_address(cluster['ping_addr'])}",
+        "# Power fencing of each member (kisscluster/heartbeat/power.py); empty: none.",
+        *(f"fence{i} = {m.get('fence', '')}".rstrip() for i, m in enumerate(members, 1)),
     ]
     for key in HEARTBEAT_KEYS:
         value = str(heartbeat[key])
         if "\n" in value:
             raise ValueError(f"pillar kiss:cluster:heartbeat:{key} must be one line")
-        lines.append(f"{key} = {value}")
+        lines.append(f"{key} = {value}".rstrip())
     return "\n".join(lines) + "\n"
 
 

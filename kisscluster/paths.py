@@ -8,6 +8,7 @@ from pathlib import Path
 SITE_DIR = "/srv/kiss-configure"
 KISSCLUSTERD_CONF = "/etc/kisscluster/kissclusterd.conf"
 HEARTBEAT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 - a path
+FENCE_SECRET_FILE = "/etc/kisscluster/fence.secret"  # noqa: S105 - a path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 

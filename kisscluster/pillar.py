@@ -48,7 +48,7 @@ def cluster_data(cluster: Cluster) -> dict[str, Any]:
     return {
         "name": cluster.name,
         "members": [
-            {"name": m.name, "prod_addr": m.prod_addr, "stor_addr": m.stor_addr}
+            {"name": m.name, "prod_addr": m.prod_addr, "stor_addr": m.stor_addr, "fence": m.fence}
             for m in cluster.members
         ],
         "primary": cluster.members[0].name,

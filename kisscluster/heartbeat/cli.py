@@ -1,6 +1,7 @@
 """`kissclusterd run` (the daemon), `kissclusterd status [--json]`, `kissclusterd check-config`
-(kiss.node's check before it installs a config), and what DRBD's handlers run: `fence-peer`,
-`stand-down RESOURCE`, `notify EVENT`."""
+(kiss.node's check before it installs a config), `kissclusterd witness` (on a third host), what
+DRBD's handlers run: `fence-peer`, `stand-down RESOURCE`, `notify EVENT`, and what the daemon
+runs to take a silent peer's VMs with power fencing: `fence-then -- ACTION...`."""
 
 import argparse
 import json
@@ -10,10 +11,11 @@ import sys
 from pathlib import Path
 
 from kisscluster.heartbeat import status
-from kisscluster.heartbeat.config import DEFAULT_PATH, ConfigError, load
-from kisscluster.heartbeat.daemon import Daemon, configure_logging, log
+from kisscluster.heartbeat.config import DEFAULT_PATH, ConfigError, load, read_secret
+from kisscluster.heartbeat.daemon import Daemon
+from kisscluster.heartbeat.journal import configure_logging, log
 
-HANDLERS = ("fence-peer", "stand-down", "notify")
+HANDLERS = ("fence-peer", "stand-down", "notify", "fence-then")
 
 
 def _journal_logging() -> None:
@@ -46,14 +48,26 @@ def main(argv: list[str] | None = None) -> int:
         "stand-down", help="after the peer took a resource over: kill its VM here, resync"
     )
     stand.add_argument("resource")
+    witness = commands.add_parser(
+        "witness", help="serve the witness's lease (on a third host of the production net)"
+    )
+    witness.add_argument("--listen", default="0.0.0.0", help="address (default all IPv4)")  # noqa: S104
+    witness.add_argument("--port", type=int, default=694, help="TCP port (default 694)")
+    witness.add_argument(
+        "--secret-file", type=Path, required=True, help="the cluster's heartbeat secret"
+    )
+    then = commands.add_parser(
+        "fence-then", help="power the silent peer off, then run ACTION (the daemon's takeover)"
+    )
+    then.add_argument("action", nargs="+", help="the action's argument list")
     event = commands.add_parser("notify", help="DRBD's event handlers: log (and mail) the event")
     event.add_argument("event", choices=("split-brain", "local-io-error", "after-resync-target"))
     event.add_argument("--mail", help="also mail this address (needs a `mail` program)")
-    for sub in (run, check, fence, stand):
+    for sub in (run, check, fence, stand, then):
         sub.add_argument(
             "--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}"
         )
-    for sub in (run, show, fence):
+    for sub in (run, show, fence, then):
         sub.add_argument(
             "--run-dir",
             type=Path,
@@ -66,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return Daemon(args.config, args.run_dir).run()
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command == "witness":
+        return _witness(args.listen, args.port, args.secret_file)
     if args.command in HANDLERS:
         return _handler(args)
     try:
@@ -86,6 +102,20 @@ def _check_config(path: Path) -> int:
     return 0
 
 
+def _witness(listen: str, port: int, secret_file: Path) -> int:
+    from kisscluster.heartbeat.witness import Witness
+
+    configure_logging()
+    try:
+        server = Witness((listen, port), read_secret(secret_file))
+    except (ConfigError, OSError) as exc:
+        log.error("witness: %s", exc)
+        return 1
+    log.info("witness: serving the lease on %s port %d", *server.address)
+    server.serve()
+    return 0
+
+
 def _handler(args: argparse.Namespace) -> int:
     from kisscluster.heartbeat import fence
 
@@ -95,6 +125,8 @@ def _handler(args: argparse.Namespace) -> int:
             return fence.fence_peer(args.config, args.run_dir)
         if args.command == "stand-down":
             return fence.stand_down(args.config, args.resource)
+        if args.command == "fence-then":
+            return fence.fence_then_act(args.config, args.run_dir, args.action)
         return fence.notify(args.event, args.mail)
     except (ConfigError, ValueError) as exc:
         log.error("%s: %s", args.command, exc)

@@ -42,6 +42,17 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     fence_patience = 60
     # The DRBD 8.4 front end the handlers run (default drbdadm).
     drbdadm = /usr/lib/drbd/drbdadm-84
+    # Optional witness on the production net (`kissclusterd witness` on a third host, TCP):
+    # when the peer is silent on both nets, the node holding its lease keeps or takes the VMs
+    # and the other gives them up (kisscluster/heartbeat/witness.py). Empty: no witness.
+    witness_addr = 192.0.2.5
+    witness_port = 694
+    # Optional power fencing, per member in cluster order: a fence agent and its name=value
+    # options (kisscluster/heartbeat/power.py); the peer's device is used before its VMs are
+    # taken over. Secrets go into fence_secret_file (name=value lines, mode 0600), never here.
+    fence1 = fence_ipmilan ip=10.0.0.11 username=admin lanplus=1
+    fence2 = fence_ipmilan ip=10.0.0.12 username=admin lanplus=1
+    fence_secret_file = /etc/kisscluster/fence.secret
 
 Only stor_addrs, prod_addrs and ping_addr are required. Unknown keys are errors, so a typo
 never silently falls back to a default. The nodes' clocks must agree within `dead_time` (NTP):
@@ -59,11 +70,13 @@ from pathlib import Path
 
 from kisscluster import paths
 from kisscluster.heartbeat.core import Rules
+from kisscluster.heartbeat.power import Device, FenceConfigError, parse_device
 
 SECTION = "kissclusterd"
 DEFAULT_PATH = Path(paths.KISSCLUSTERD_CONF)
 DEFAULT_SECRET_FILE = paths.HEARTBEAT_SECRET_FILE
 DEFAULT_ACTION = "systemctl start {state}.target"
+DEFAULT_FENCE_SECRET_FILE = paths.FENCE_SECRET_FILE
 MIN_SECRET_BYTES = 16
 MIN_INTERVAL = 0.05
 MAX_INTERVAL = 60.0
@@ -86,6 +99,11 @@ KEYS = (
     "fence_patience",
     "peer_silent",
     "drbdadm",
+    "witness_addr",
+    "witness_port",
+    "fence1",
+    "fence2",
+    "fence_secret_file",
 )
 PEER_SILENT = ("takeover", "freeze")
 
@@ -108,6 +126,9 @@ class Config:
     fence_patience: float = 60.0
     peer_silent: str = "takeover"
     drbdadm: str = "drbdadm"
+    witness: tuple[str, int] | None = None
+    fence: tuple[Device | None, Device | None] = (None, None)  # by member, in cluster order
+    fence_secret_file: Path = Path(DEFAULT_FENCE_SECRET_FILE)
 
     def action_argv(self, state: str) -> list[str]:
         return [arg.replace("{state}", state) for arg in self.action]
@@ -150,6 +171,13 @@ def _seconds(where: str, text: str) -> float:
     if not MIN_INTERVAL <= value <= MAX_INTERVAL * 10:
         raise ConfigError(f"{where}: {value} s is outside {MIN_INTERVAL}..{MAX_INTERVAL * 10} s")
     return value
+
+
+def _absolute(where: str, text: str) -> Path:
+    path = Path(text.strip())
+    if not path.is_absolute():
+        raise ConfigError(f"{where}: must be an absolute path, got {str(path)!r}")
+    return path
 
 
 def _action(where: str, text: str) -> tuple[str, ...]:
@@ -226,6 +254,22 @@ def _rules(values: dict[str, str], where: Callable[[str], str]) -> Rules:
     return Rules(base, penalty, interval, dead_time, init_dead)
 
 
+def _witness(values: dict[str, str], where: Callable[[str], str]) -> tuple[str, int] | None:
+    text = values.get("witness_addr", "").strip()
+    port = _integer(where("witness_port"), values.get("witness_port", "694"), 1, 65535)
+    return None if not text else (str(_address(where("witness_addr"), text)), port)
+
+
+def _fence(values: dict[str, str], where: Callable[[str], str]) -> tuple[Device | None, ...]:
+    devices = []
+    for key in ("fence1", "fence2"):
+        try:
+            devices.append(parse_device(values.get(key, "")))
+        except FenceConfigError as exc:
+            raise ConfigError(f"{where(key)}: {exc}") from None
+    return tuple(devices)
+
+
 def parse(text: str, source: Path) -> Config:
     """Parse and validate the text of a config file (without touching the secret file)."""
     values = _section(text, source)
@@ -234,9 +278,7 @@ def parse(text: str, source: Path) -> Config:
         return f"{source}: [{SECTION}] {key}"
 
     stor, prod, ping = _networks(values, where)
-    secret = Path(values.get("secret_file", DEFAULT_SECRET_FILE).strip())
-    if not secret.is_absolute():
-        raise ConfigError(f"{where('secret_file')}: must be an absolute path, got {str(secret)!r}")
+    secret = _absolute(where("secret_file"), values.get("secret_file", DEFAULT_SECRET_FILE))
     peer_silent = values.get("peer_silent", "takeover").strip()
     if peer_silent not in PEER_SILENT:
         raise ConfigError(f"{where('peer_silent')}: {peer_silent!r} is not one of {PEER_SILENT}")
@@ -256,6 +298,12 @@ def parse(text: str, source: Path) -> Config:
         fence_patience=_seconds(where("fence_patience"), values.get("fence_patience", "60")),
         peer_silent=peer_silent,
         drbdadm=drbdadm,
+        witness=_witness(values, where),
+        fence=_fence(values, where),  # type: ignore[arg-type]
+        fence_secret_file=_absolute(
+            where("fence_secret_file"),
+            values.get("fence_secret_file", DEFAULT_FENCE_SECRET_FILE),
+        ),
     )
 
 

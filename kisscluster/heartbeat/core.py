@@ -13,12 +13,14 @@ time only to notice a clock jump). The rules:
   here is UpToDate again (failback never goes to a copy that cannot run the VM).
 * Peer priority: the one announced in the newest heartbeat still within the dead time.
 * Wanted state: equal priorities -> `primary-vms`; peer higher -> `no-vms`; own higher ->
-  `all-vms`. A peer silent on both nets is treated as gone and the switch decides: a node that
-  still gets ping replies takes `all-vms`, one that does not takes `no-vms` (a node without the
-  switch has no network to serve). Consequence, by design: if both nets fail between two live
-  nodes that both still reach the switch, neither can tell that from a dead peer and both take
-  `all-vms`; DRBD (which refuses a second primary while connected, and whose split-brain handlers
-  act when it is not) and the operator are the last line there.
+  `all-vms`. A peer silent on both nets is treated as gone. Without a witness the switch
+  decides: a node that still gets ping replies takes `all-vms`, one that does not takes
+  `no-vms` (a node without the switch has no network to serve). Consequence, by design: if both
+  nets fail between two live nodes that both still reach the switch, neither can tell that from
+  a dead peer and both take `all-vms`; power fencing (kisscluster.heartbeat.power) or DRBD's
+  fencing and the operator are the last line there. With a witness
+  (kisscluster.heartbeat.witness) its lease decides instead: the node that holds it takes
+  `all-vms`, the other `no-vms`, so both links failing costs no split brain.
 * A new state is taken only once it has been computed at every evaluation for one full interval
   (at least twice in a row, one interval apart), and never during the start-up grace period: one
   dead time, or `init_dead` while the peer has not been heard since start-up. The longer wait
@@ -103,6 +105,8 @@ class Core:
     state: State | None = None
     pending: tuple[State, float] | None = None
     copies_ready: bool = True
+    witness: bool = False  # a witness is configured: its lease, not the switch, decides
+    lease_until: float | None = None  # monotonic: this node holds the witness's lease until
 
     def __post_init__(self) -> None:
         self.last_mono = self.started
@@ -120,6 +124,13 @@ class Core:
     def ping(self, ok: bool, mono: float) -> None:
         if ok:
             self.last_ping_ok = mono
+
+    def lease(self, until: float | None) -> None:
+        """The witness's latest answer: this node holds its lease until `until`, or not."""
+        self.lease_until = until
+
+    def holds_lease(self, mono: float) -> bool:
+        return self.lease_until is not None and mono < self.lease_until
 
     def _alive(self, since: float | None, mono: float) -> bool:
         return since is not None and mono - since < self.rules.dead_time
@@ -144,7 +155,8 @@ class Core:
     def wanted(self, mono: float) -> State:
         peer = self.peer_priority(mono)
         if peer is None:
-            return State.ALL if self.ping_ok(mono) else State.NONE
+            alone_ok = self.holds_lease(mono) if self.witness else self.ping_ok(mono)
+            return State.ALL if alone_ok else State.NONE
         own = self.own_priority(mono)
         if own == peer:
             return State.PRIMARY
@@ -193,6 +205,8 @@ class Core:
         moments = [t + dead for t, _ in self.heartbeats.values()]
         if self.last_ping_ok is not None:
             moments.append(self.last_ping_ok + dead)
+        if self.lease_until is not None:
+            moments.append(self.lease_until)
         moments.append(self.grace_end())
         if self.pending is not None:
             moments.append(self.pending[1] + self.rules.interval)

@@ -9,7 +9,6 @@ out, a pending state becoming confirmable), so a failover takes at most dead tim
 import contextlib
 import enum
 import ipaddress
-import logging
 import os
 import selectors
 import signal
@@ -24,6 +23,8 @@ from kisscluster.heartbeat import copies, outdate, protocol, status
 from kisscluster.heartbeat.config import Config, ConfigError, load, read_secret
 from kisscluster.heartbeat.core import NETS, ClockJump, Core, Decision, State
 from kisscluster.heartbeat.identity import IP_FREEBIND, IPV6_FREEBIND, Identity, identify
+from kisscluster.heartbeat.journal import log, notify
+from kisscluster.heartbeat.witness import WitnessClient
 from kisscluster.heartbeat.workers import (
     DROP_LOG_PERIOD,
     RETRY,
@@ -33,8 +34,6 @@ from kisscluster.heartbeat.workers import (
     Throttle,
 )
 from kisscluster.unitctl import RETRIED
-
-log = logging.getLogger("kissclusterd")
 
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 # Seconds between two looks for failed VM starts, doubled (up to RETRY_MAX) after each retry.
@@ -46,21 +45,6 @@ class ExitCode(enum.IntEnum):
     FAILED = 1
     CONFIG = 2
     CLOCK_JUMP = 3
-
-
-def notify(message: str) -> None:
-    """sd_notify(3): one datagram to $NOTIFY_SOCKET, if systemd gave us one."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.warning("cannot notify systemd at %s: %s", os.environ["NOTIFY_SOCKET"], exc)
 
 
 class Daemon:
@@ -93,6 +77,8 @@ class Daemon:
         self.last_heartbeat_wall: dict[str, float | None] = dict.fromkeys(NETS)
         self.last_ping: dict[str, Any] | None = None
         self.last_ping_ok: float | None = None  # wall time of the switch's latest reply
+        # The witness's latest answer: wall time, and the member holding the lease (or None).
+        self.witness_answer: tuple[float, int | None] | None = None
         self.actions = ActionRunner()
         self.flags = {"reload": False, "stop": False}
         self.started_wall = time.time()
@@ -149,9 +135,36 @@ class Daemon:
         else:
             self._apply(config, secret, identity)
             self.core.rules = config.rules
+            self.core.witness = config.witness is not None
             self.pinger.target = (config.ping_addr, config.rules.interval)
+            self.witness.settings = self._witness_settings(config)
             log.info("configuration reloaded from %s", self.config_path)
         notify("READY=1")
+
+    @staticmethod
+    def _witness_settings(config: Config) -> tuple[tuple[str, int] | None, float, float]:
+        # The lease asked for is one dead time: a dead holder's lease runs out as the peer
+        # notices that it is dead.
+        return config.witness, config.rules.interval, config.rules.dead_time
+
+    def _takeover_argv(self, state: State, decision: Decision) -> list[str]:
+        """The action for a new state; taking a silent peer's VMs waits for power fencing."""
+        argv = self.config.action_argv(state)
+        peer_device = self.config.fence[1 - self.identity.index]
+        if state != State.ALL or decision.peer_priority is not None or peer_device is None:
+            return argv
+        return [
+            sys.executable, "-m", "kisscluster.heartbeat.cli", "fence-then",
+            "--config", str(self.config_path), "--run-dir", str(self.run_dir), "--", *argv,
+        ]  # fmt: skip
+
+    def _witness_results(self) -> None:
+        while not self.witness.results.empty():
+            until, holder = self.witness.results.get()
+            if until is None and holder is None:
+                continue  # silent: a lease already held runs out by itself
+            self.core.lease(until)
+            self.witness_answer = (time.time(), holder)
 
     # -- the loop -----------------------------------------------------------------------
     def _send(self, priority: int) -> None:
@@ -230,6 +243,14 @@ class Daemon:
             "dropped": dict(self.dropped),
             "stale_copies": self.stale_copies,
             "cannot_run": self.cannot_run,
+            "witness": None
+            if self.config.witness is None
+            else "{}:{}".format(*self.config.witness),
+            "witness_answer": self.witness_answer,
+            "lease_until": None
+            if self.core.lease_until is None
+            else time.time() + self.core.lease_until - time.monotonic(),
+            "power_fencing": self.config.fence[1 - self.identity.index] is not None,
         }
 
     def run(self) -> int:
@@ -250,8 +271,12 @@ class Daemon:
         signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
         self.selector.register(self.wake_read, selectors.EVENT_READ, None)
         self.core = Core(self.config.rules, started=time.monotonic(), last_wall=time.time())
+        self.core.witness = config.witness is not None
         self.pinger = Pinger((self.config.ping_addr, self.config.rules.interval), self.wake_write)
         self.pinger.start()
+        self.witness = WitnessClient(identity.index, secret, self._witness_settings(config))
+        self.witness.wake = self.wake_write
+        self.witness.start()
         self.responder = Responder(self)
         self.responder.start()
         self._check_copies()
@@ -276,6 +301,7 @@ class Daemon:
             return ExitCode.CLOCK_JUMP
         finally:
             self.pinger.stop.set()
+            self.witness.stop.set()
             signal.set_wakeup_fd(-1)
 
     def _loop(self) -> int:
@@ -306,13 +332,14 @@ class Daemon:
                 self.last_ping = {"ok": ok, "at": time.time() - (time.monotonic() - at)}
                 if ok:
                     self.last_ping_ok = self.last_ping["at"]
+            self._witness_results()
             self._action_ended(self.actions.poll())
 
             now = time.monotonic()
             decision = self.core.evaluate(now, time.time())
             if decision.changed:
                 assert decision.state is not None
-                self.actions.request(decision.state, self.config.action_argv(decision.state))
+                self.actions.request(decision.state, self._takeover_argv(decision.state, decision))
                 self.retry_at, self.retry_backoff = now + RETRY_MIN, RETRY_MIN
                 notify(f"STATUS={decision.state}")
             elif decision.state is not None and now >= self.retry_at and self.actions.idle():
@@ -365,25 +392,3 @@ class Daemon:
         else:
             self.retry_backoff = RETRY_MIN
         self.retry_at = time.monotonic() + self.retry_backoff
-
-
-SYSLOG_PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3}
-
-
-class JournalFormatter(logging.Formatter):
-    """Prefixes each line with its syslog priority, which journald reads from a stream."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{SYSLOG_PRIORITIES.get(record.levelno, 2)}>{super().format(record)}"
-
-
-def configure_logging() -> None:
-    """Plain lines on stderr; with journald (JOURNAL_STREAM set), <N> priority prefixes."""
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False

@@ -23,6 +23,11 @@ peer's disk. The handler asks the peer's kissclusterd on both nets to outdate it
   node Primary. Its cost: if both links fail while both nodes live and both still reach the
   switch, both take the VMs (a split brain). `freeze` exits 1: never two writers, but a dead
   peer's VMs wait for the operator.
+* Before `peer_silent`, a witness and power fencing decide where configured. Without the
+  witness's lease (the peer holds it, or the witness is silent too) exit 1, and a Primary here
+  stands down: the peer, holding the lease, takes the VMs. With the lease, or without a witness,
+  power fencing switches the peer off (kisscluster.heartbeat.power) and exits 7 once that is
+  confirmed; while it is not, exit 1.
 """
 
 import contextlib
@@ -40,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kisscluster import names
-from kisscluster.heartbeat import outdate, status
+from kisscluster.heartbeat import outdate, power, status
 from kisscluster.heartbeat.config import Config, load, read_secret
 from kisscluster.heartbeat.identity import IP_FREEBIND, IPV6_FREEBIND, Identity, identify
 
@@ -48,7 +53,11 @@ log = logging.getLogger("kissclusterd")
 
 RESEND = 0.5  # seconds between two rounds of requests
 PEER_UNREACHABLE = 5
+FENCED = 7
 FAILED = 1
+# Seconds member 2 waits before it powers a silent peer off when there is no witness: if both
+# links fail between two live nodes, member 1's power-off wins instead of each killing the other.
+SECOND_MEMBER_FENCE_DELAY = 10.0
 
 
 def _socket(address: outdate.Address) -> socket.socket:
@@ -141,8 +150,12 @@ def exit_code(
     peer_silent: str,
     primary_here: bool,
     switch_lost: bool = False,
+    lease: bool | None = None,
+    fenced: bool | None = None,
 ) -> tuple[int, str]:
-    """The handler's exit code for what the peer answered, and why (pure)."""
+    """The handler's exit code for what the peer answered, and why (pure). `lease`: whether
+    this node holds the witness's lease (None: no witness); `fenced`: whether power fencing
+    confirmed the peer off (None: no power fencing)."""
     if answer is not None:
         if answer == outdate.Answer.PRIMARY and primary_here:
             return answer, "the peer is Primary too: I/O stays frozen and this node stands down"
@@ -152,6 +165,13 @@ def exit_code(
     if switch_lost:
         then = "stands down" if primary_here else "promotes nothing"
         return FAILED, f"the peer and the switch are silent: this node is cut off and {then}"
+    if lease is False:
+        then = "stands down" if primary_here else "promotes nothing"
+        return FAILED, f"the peer is silent and the witness's lease is not ours: this node {then}"
+    if fenced is not None:
+        if fenced:
+            return FENCED, "the peer is silent on both nets and was powered off"
+        return FAILED, "the peer is silent and could not be powered off: I/O stays frozen"
     if peer_silent == "takeover":
         return PEER_UNREACHABLE, "the peer is silent on both nets: taken for dead (peer_silent)"
     return FAILED, "the peer is silent on both nets: I/O stays frozen (peer_silent = freeze)"
@@ -191,14 +211,63 @@ def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int
     answer, heard = ask_peer(config, secret, identity, resource, alive)
     heard = heard or alive()
     primary_here = is_primary(config.drbdadm, resource)
-    cut_off = answer is None and not heard and switch_lost(run_dir, config.rules.dead_time)
-    code, why = exit_code(answer, heard, config.peer_silent, primary_here, cut_off)
+    silent = answer is None and not heard
+    cut_off = silent and switch_lost(run_dir, config.rules.dead_time)
+    lease = holds_lease(run_dir) if silent and config.witness else None
+    fenced = None
+    if silent and not cut_off and lease is not False and peer_device(config, identity):
+        fenced = fence_silent_peer(config, identity, run_dir)
+    code, why = exit_code(answer, heard, config.peer_silent, primary_here, cut_off, lease, fenced)
     log.warning(
         "fence-peer %s: exit %d after %.1f s: %s", resource, code, time.monotonic() - began, why
     )
-    if primary_here and (answer == outdate.Answer.PRIMARY or cut_off):
+    if primary_here and (answer == outdate.Answer.PRIMARY or cut_off or lease is False):
         start_stand_down(resource)
     return code
+
+
+def holds_lease(run_dir: Path) -> bool:
+    """Whether this node's kissclusterd holds the witness's lease now (False if unknown)."""
+    try:
+        published = status.read(run_dir)
+    except (OSError, ValueError, KeyError):
+        return False
+    return not published["stale"] and (published.get("lease_left") or 0) > 0
+
+
+def peer_device(config: Config, identity: Identity) -> power.Device | None:
+    return config.fence[1 - identity.index]
+
+
+def fence_silent_peer(config: Config, identity: Identity, run_dir: Path) -> bool:
+    """Power the silent peer off (kisscluster.heartbeat.power), retrying while it stays
+    silent: True once confirmed off, False if it spoke again first."""
+    device = peer_device(config, identity)
+    assert device is not None
+    dead_time = config.rules.dead_time
+    if identity.index == 1 and config.witness is None:
+        log.warning("power fencing: member 2 waits %.0f s first", SECOND_MEMBER_FENCE_DELAY)
+        time.sleep(SECOND_MEMBER_FENCE_DELAY)
+    try:
+        heard = [t for t in status.read(run_dir)["last_heartbeat"].values() if t is not None]
+    except (OSError, ValueError, KeyError):
+        heard = []
+    silent_since = max(heard, default=0.0)
+    return power.fence_until_done(
+        lambda: power.fence(device, config.fence_secret_file, run_dir, silent_since),
+        lambda: not daemon_hears_peer(run_dir, dead_time),
+    )
+
+
+def fence_then_act(config_path: Path, run_dir: Path, argv: list[str]) -> int:
+    """The daemon's takeover of a silent peer's VMs with power fencing: the peer first, then
+    the action (`argv`), which never runs unless the peer is confirmed off."""
+    config = load(config_path)
+    identity = identify(config)
+    if not fence_silent_peer(config, identity, run_dir):
+        log.warning("power fencing: the peer speaks again; its VMs are not taken over")
+        return FAILED
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
 
 
 def start_stand_down(resource: str) -> None:

@@ -30,11 +30,24 @@ def read(run_dir: Path) -> dict[str, Any]:
     since = status.get("last_ping_ok") or status.get("started")
     status["switch_silent_for"] = None if since is None else round(now - since, 3)
     status["stale"] = status["age"] > 2 * status["interval"] + 1
+    until = status.get("lease_until")
+    status["lease_left"] = None if until is None else round(max(0.0, until - now), 3)
     return status
 
 
 def _age(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds:.1f} s ago"
+
+
+def _lease(status: dict[str, Any]) -> str:
+    answer = status.get("witness_answer")
+    if answer is None:
+        return "never answered"
+    at, holder = answer
+    said = f"answered {time.time() - at:.1f} s ago"
+    if status.get("lease_left"):
+        return f"this node holds the lease ({status['lease_left']:.1f} s left), {said}"
+    return f"{'the peer holds' if holder is not None else 'nobody holds'} the lease, {said}"
 
 
 def render(status: dict[str, Any]) -> str:
@@ -51,6 +64,10 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"heartbeat {net}: {_age(age)}")
     reply = "none" if ping is None else ("reply" if ping["ok"] else "no reply")
     lines.append(f"last ping:      {reply}, {_age(status['ping_age'])}")
+    if status.get("witness"):
+        lines.append(f"witness:        {status['witness']}: {_lease(status)}")
+    if status.get("power_fencing"):
+        lines.append("power fencing:  the peer is switched off before its VMs are taken")
     if status.get("cannot_run"):
         lines.append(f"cannot run here: {', '.join(status['cannot_run'])} (not UpToDate)")
     if status.get("stale_copies"):

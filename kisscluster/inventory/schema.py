@@ -107,6 +107,7 @@ class Member(NamedTuple):
     name: str
     prod_addr: str
     stor_addr: str
+    fence: str = ""  # the member's power fencing device (kisscluster.heartbeat.power), or none
 
 
 class Cluster(NamedTuple):
@@ -142,7 +143,10 @@ MEMBER_TABLE = {
     "name": Field(True, None, names.validate_member_name),
     "prod_addr": Field(True, None, values.address),
     "stor_addr": Field(True, None, values.address),
+    "fence": Field(False, "", values.fence_device),
 }
+# Keys whose values must differ between the two members.
+DISTINCT_MEMBER_KEYS = ("name", "prod_addr", "stor_addr")
 
 
 def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluster:
@@ -204,10 +208,10 @@ def _members(value: object, shown: str, problems: Problems) -> tuple[Member, ...
             problems.add(shown, where, "must be a mapping with name, prod_addr, stor_addr")
             continue
         checked = validate(member, MEMBER_TABLE, problems.report(shown, f"{where}."))
-        if len(checked) == len(MEMBER_TABLE):
+        if all(key in checked for key in DISTINCT_MEMBER_KEYS):
             parsed.append(Member(**checked))
     if len(parsed) == 2:
-        for key in MEMBER_TABLE:
+        for key in DISTINCT_MEMBER_KEYS:
             if getattr(parsed[0], key) == getattr(parsed[1], key):
                 problems.add(shown, f"cluster.members[1].{key}", "must differ from member 0's")
     return tuple(parsed)

@@ -112,6 +112,19 @@ def address(value: object) -> str:
         raise ValueError(f"must be an IP address, got {value!r}") from None
 
 
+def fence_device(value: object) -> str:
+    """A member's power fencing device: `agent name=value...` (kisscluster.heartbeat.power)."""
+    from kisscluster.heartbeat import power  # only where a site fences: the inventory stays fast
+
+    if not isinstance(value, str) or "\n" in value:
+        raise ValueError(f"must be one line `agent name=value...`, got {value!r}")
+    try:
+        device = power.parse_device(value)
+    except power.FenceConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return "" if device is None else device.line()
+
+
 def mac_prefix(value: object) -> str:
     octets = str(value).split(":") if isinstance(value, str) else []
     if len(octets) not in (4, 5) or not all(_MAC_OCTET.match(o) for o in octets):

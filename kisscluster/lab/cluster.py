@@ -1,19 +1,32 @@
 """The lab pair: boot both nodes, install this checkout's kisscluster into them, set up the
-cluster with the project's own commands on the example site, tear it all down."""
+cluster with the project's own commands on the example site, tear it all down.
+
+The lab's pair is the recommended one: the example site plus power fencing through the lab's
+stand-in BMC and a witness on the host (kisscluster.lab.bmc), both reached over the switch."""
 
 import json
+import os
+import secrets
 import shutil
+import signal
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kisscluster import paths
+from kisscluster.configure.gitsite import CONFIG_PATHS
 from kisscluster.heartbeat import status as heartbeat_status
 from kisscluster.lab.image import VENV, ensure_image
 from kisscluster.lab.layout import (
+    BMC_ADDR,
+    BMC_PORT,
     NODES,
     VOLUME_GROUP,
+    WITNESS_ADDR,
     LabError,
     Layout,
     Progress,
@@ -43,6 +56,8 @@ NODE_STATE = [
     "state.apply", "kiss.node",
 ]  # fmt: skip
 EXAMPLE_MINION_ID = "id: node1\n"
+SKELETON_IN_GUEST = "/root/lab-site"
+WITNESS_PID, WITNESS_SECRET, WITNESS_LOG = "witness.pid", "witness.secret", "witness.log"
 
 
 def machines(layout: Layout) -> list[Machine]:
@@ -89,6 +104,57 @@ def install_checkout(machine: Machine) -> None:
     machine.ssh(["sync"])  # a test may crash the node soon: the install must be on its disk
 
 
+def lab_cluster_yml() -> str:
+    """The example site's cluster.yml plus the lab's power fencing and witness."""
+    data = yaml.safe_load((CHECKOUT / "pillar" / "cluster.yml").read_text(encoding="utf-8"))
+    cluster = data["cluster"]
+    for member in cluster["members"]:
+        member["fence"] = (
+            f"{VENV}/bin/python -m kisscluster.lab.bmc agent "
+            f"ip={BMC_ADDR} ipport={BMC_PORT} plug={member['name']}"
+        )
+    cluster["heartbeat"] = {**cluster.get("heartbeat", {}), "witness_addr": WITNESS_ADDR}
+    return "# The example site with the lab's fencing (kisscluster/lab/cluster.py).\n" + (
+        yaml.safe_dump(data, sort_keys=False)
+    )
+
+
+def push_lab_site(machine: Machine) -> None:
+    files = [f for f in checkout_files() if f.parts[0] in CONFIG_PATHS]
+    machine.push_tree(files, CHECKOUT, SKELETON_IN_GUEST)
+    write_guest_file(machine, f"{SKELETON_IN_GUEST}/pillar/cluster.yml", lab_cluster_yml())
+
+
+def write_fence_secret(layout: Layout, machine: Machine) -> None:
+    """The BMC's password in the node's root-only fence secret file, never in the site."""
+    password = (layout.run_dir / "bmc.secret").read_text(encoding="utf-8").strip()
+    machine.ssh(["install", "-D", "-m", "0600", "/dev/stdin", paths.FENCE_SECRET_FILE],
+                input_bytes=f"password={password}\n".encode())  # fmt: skip
+
+
+def start_witness(layout: Layout, machine: Machine) -> None:
+    """`kissclusterd witness` on the host's loopback with the cluster's secret from `machine`."""
+    secret = layout.run_dir / WITNESS_SECRET
+    text = machine.ssh(["cat", paths.HEARTBEAT_SECRET_FILE]).stdout
+    secret.touch(mode=0o600)
+    secret.write_text(text, encoding="utf-8")
+    with open(layout.run_dir / WITNESS_LOG, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kisscluster.heartbeat.cli", "witness", "--listen",
+             "127.0.0.1", "--port", str(layout.witness_port), "--secret-file", str(secret)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    (layout.run_dir / WITNESS_PID).write_text(f"{process.pid}\n")
+
+
+def stop_witness(layout: Layout) -> None:
+    try:
+        pid = int((layout.run_dir / WITNESS_PID).read_text())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
 def ensure_volume_group(machine: Machine) -> None:
     """The lab's stand-in for the operator's disk setup: vg0 on the second disk."""
     if machine.ssh(["vgs", VOLUME_GROUP], check=False).returncode != 0:
@@ -114,6 +180,10 @@ def prepare(layout: Layout, progress: Progress) -> None:
     if node1.pid() or node2.pid():
         raise LabError("the lab is already up: `kiss-lab down` first, or `kiss-lab status`")
     shutil.rmtree(layout.run_dir, ignore_errors=True)
+    layout.run_dir.mkdir(parents=True)
+    bmc_password = layout.run_dir / "bmc.secret"
+    bmc_password.touch(mode=0o600)
+    bmc_password.write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
     boot(layout, progress)
     with progress.phase("install kisscluster from the checkout"), ThreadPoolExecutor(2) as pool:
         list(pool.map(install_checkout, (node1, node2)))
@@ -124,8 +194,9 @@ def roll_out(layout: Layout, progress: Progress) -> dict[str, str]:
     """The cluster set up as an operator does: kiss-init, kiss.node on both (the secret copied
     in between), then kiss-configure on the primary. Returns each step's output."""
     node1, node2 = machines(layout)
+    push_lab_site(node1)
     steps = [
-        ("kiss-init on node1 (repositories)", node1, ["kiss-init"]),
+        ("kiss-init on node1 (repositories)", node1, ["kiss-init", "--from", SKELETON_IN_GUEST]),
         ("kiss.node on node1", node1, NODE_STATE),
         ("kiss-init on node1 (heartbeat secret)", node1, ["kiss-init"]),
         ("kiss.node on node2", node2, NODE_STATE),
@@ -136,6 +207,11 @@ def roll_out(layout: Layout, progress: Progress) -> dict[str, str]:
         steps.append((f"start kissclusterd on {machine.name}", machine, START_HEARTBEAT))
     outputs = {}
     for name, machine, command in steps:
+        if name.startswith("start kissclusterd on node1"):
+            with progress.phase("fence secrets and the witness"):
+                for node in (node1, node2):
+                    write_fence_secret(layout, node)
+                start_witness(layout, node1)
         with progress.phase(name):
             outputs[name] = machine.ssh(command, timeout=SALT_TIMEOUT).stdout
     return outputs
@@ -150,6 +226,7 @@ def up(layout: Layout, progress: Progress) -> None:
 def down(layout: Layout, progress: Progress) -> None:
     for machine in machines(layout):
         machine.kill()
+    stop_witness(layout)
     shutil.rmtree(layout.run_dir, ignore_errors=True)
     progress.say(f"nodes removed; the image cache stays in {layout.image_dir}")
 

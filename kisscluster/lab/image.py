@@ -119,8 +119,10 @@ def guest_files(public_key: str) -> dict[str, str]:
         "etc/systemd/network/30-br0.network": ("[Match]\nName=br0\n[Network]\n" + _NETWORK_COMMON),
         "etc/systemd/system/kiss-lab-ready.service": (
             "[Unit]\nDescription=kiss-lab boot marker on the serial console\n"
-            "After=multi-user.target ssh.service systemd-networkd.service\n"
-            "[Service]\nType=oneshot\n"
+            "After=multi-user.target ssh.service systemd-networkd.service "
+            "serial-getty@ttyS0.service\n"
+            # The getty's vhangup of ttyS0 fails a write racing with it: write again.
+            "[Service]\nType=oneshot\nRestart=on-failure\nRestartSec=1\n"
             f"ExecStart=/bin/echo {READY_MARKER} %H\nStandardOutput=file:/dev/ttyS0\n"
             "[Install]\nWantedBy=multi-user.target\n"
         ),

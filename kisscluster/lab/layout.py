@@ -15,6 +15,10 @@ NODES = ("node1", "node2")
 STORAGE_NET = "10.99.0"
 PRODUCTION_NET = "192.0.2"
 SWITCH_ADDR = "192.0.2.1"
+# Reached through each guest's switch uplink (qemu `guestfwd`, kisscluster.lab.bmc): the
+# nodes' stand-in BMC, and the witness the lab runs on the host.
+BMC_ADDR, BMC_PORT = "192.0.2.4", 623
+WITNESS_ADDR, WITNESS_PORT = "192.0.2.5", 694
 VOLUME_GROUP = "vg0"
 # Host programs and the Debian package that provides each.
 HOST_TOOLS = {
@@ -71,6 +75,11 @@ class Layout:
 
     def production_port(self, node: str) -> int:
         return self.port_base + 20 + node_number(node)
+
+    @property
+    def witness_port(self) -> int:
+        """The host loopback port of the lab's witness."""
+        return self.port_base + 30
 
 
 def node_number(node: str) -> int:

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,8 +13,12 @@ from pathlib import Path
 
 from kisscluster.lab.image import READY_MARKER, Image
 from kisscluster.lab.layout import (
+    BMC_ADDR,
+    BMC_PORT,
     PRODUCTION_NET,
     SWITCH_ADDR,
+    WITNESS_ADDR,
+    WITNESS_PORT,
     LabError,
     Layout,
     node_number,
@@ -88,6 +93,9 @@ class Machine:
             mac = f"52:54:00:{octet:02x}:00:{number:02x}"
             return ["-device", f"virtio-net-pci,netdev={name},addr={slot:#x},mac={mac}"]
 
+        bmc = f"{sys.executable} -m kisscluster.lab.bmc"
+        if "," in bmc + str(port.root):
+            raise LabError(f"qemu options cannot hold a comma: {bmc} {port.root}")
         append = (
             f"root=/dev/vda rw console=ttyS0 panic=-1 kiss.lab.node={number} "
             f"systemd.hostname={self.name}"
@@ -115,9 +123,13 @@ class Machine:
             *dgram(PRODUCTION_NIC, port.production_port(self.name), port.production_port(peer)),
             *nic(PRODUCTION_NIC, 5, 0x98),
             # The switch: a user-net that is not routed anywhere (restrict=on); its gateway
-            # address answers ICMP echo from the guest.
+            # address answers ICMP echo from the guest, and two addresses lead to host
+            # commands: the BMC stand-in and the relay to the witness (kisscluster.lab.bmc).
             "-netdev", f"user,id={SWITCH_NIC},restrict=on,net={PRODUCTION_NET}.0/24,"
-                       f"host={SWITCH_ADDR},dhcpstart={PRODUCTION_NET}.200",
+                       f"host={SWITCH_ADDR},dhcpstart={PRODUCTION_NET}.200,"
+                       f"guestfwd=tcp:{BMC_ADDR}:{BMC_PORT}-cmd:{bmc} serve {port.root},"
+                       f"guestfwd=tcp:{WITNESS_ADDR}:{WITNESS_PORT}-cmd:{bmc} relay "
+                       f"{port.witness_port}",
             *nic(SWITCH_NIC, 6, 0x97),
             "-serial", f"file:{self.serial_log}",
             "-monitor", f"unix:{self.monitor_socket},server=on,wait=off",

@@ -48,7 +48,8 @@ def _run(argv):
 def defaults():
     """
     The settings of the kiss states that kisscluster's Python side defines too (map.jinja merges
-    them over defaults.yaml): the path of kissclusterd's config and of its shared secret.
+    them over defaults.yaml): the paths of kissclusterd's config, its shared secret and the fence
+    agents' secrets.
 
     CLI Example:
 
@@ -58,7 +59,10 @@ def defaults():
     """
     return {
         "kissclusterd_conf": _paths.KISSCLUSTERD_CONF,
-        "heartbeat": {"secret_file": _paths.HEARTBEAT_SECRET_FILE},
+        "heartbeat": {
+            "secret_file": _paths.HEARTBEAT_SECRET_FILE,
+            "fence_secret_file": _paths.FENCE_SECRET_FILE,
+        },
     }
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from kisscluster.heartbeat.config import ConfigError, parse
 from kisscluster.heartbeat.core import State
-from kisscluster.heartbeat.daemon import log, notify
 from kisscluster.heartbeat.identity import identify
+from kisscluster.heartbeat.journal import log, notify
 from kisscluster.heartbeat.workers import ActionRunner, Throttle
 
 pytestmark = pytest.mark.fast

@@ -1,9 +1,12 @@
 """What the fault scenarios share: markers written with fsync into a VM's disk and read back
 on whichever node runs it, and the settle and check every scenario ends with."""
 
+import contextlib
+import json
 import shlex
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from labtest import (
@@ -18,7 +21,7 @@ from labtest import (
     wait_until,
 )
 
-from kisscluster import lvm
+from kisscluster import lvm, paths
 from kisscluster.lab.layout import VOLUME_GROUP
 from kisscluster.lab.machine import Machine
 
@@ -130,3 +133,46 @@ def mark_survivor_runs(lab: Lab, vms: dict[str, Any], markers: Markers, stop: th
 def node1_vms_run_on_node2(lab: Lab, vms: dict[str, Any]) -> bool:
     state = snapshot(lab.node2)
     return all(vm_running(state, vm) for vm, r in vms.items() if r["primary_on"] == "node1")
+
+
+def protection_in_effect(lab: Lab, machine: Machine, witness: bool, power: bool) -> bool:
+    shown = lab.ok(machine, "kissclusterd", "status", "--json") and json.loads(
+        lab.sh(machine, "kissclusterd", "status", "--json")
+    )
+    return bool(shown) and (bool(shown["witness"]), shown["power_fencing"]) == (witness, power)
+
+
+@contextlib.contextmanager
+def protection(lab: Lab, *, witness: bool, power: bool) -> Iterator[None]:
+    """kissclusterd on both nodes with the lab's witness and power fencing each kept or turned
+    off (the lab pair has both, as `kiss-lab up` sets it up): the file kiss.node renders, those
+    lines emptied, and the daemon reloaded. As it was again afterwards."""
+    conf = paths.KISSCLUSTERD_CONF
+    dropped = ({"witness_addr"} if not witness else set()) | (
+        {"fence1", "fence2"} if not power else set()
+    )
+    originals = {machine.name: lab.sh(machine, "cat", conf) for machine in lab.nodes}
+
+    def apply(texts: dict[str, str], witness: bool, power: bool) -> None:
+        for machine in lab.nodes:
+            machine.ssh(["install", "-m", "0644", "/dev/stdin", conf],
+                        input_bytes=texts[machine.name].encode())  # fmt: skip
+            lab.sh(machine, "systemctl", "reload", "kissclusterd.service")
+        for machine in lab.nodes:
+            what = f"{machine.name}'s kissclusterd with witness {witness}, power {power}"
+            wait_until(what, lambda m=machine: protection_in_effect(lab, m, witness, power), 60)
+
+    changed = {
+        name: "".join(
+            f"{line.split('=')[0].strip()} =\n"
+            if line.split("=")[0].strip() in dropped
+            else line + "\n"
+            for line in text.splitlines()
+        )
+        for name, text in originals.items()
+    }
+    apply(changed, witness, power)
+    try:
+        yield
+    finally:
+        apply(originals, True, True)

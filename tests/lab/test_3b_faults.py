@@ -10,6 +10,7 @@ be on the disk of whichever node runs the VM afterwards.
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from faults import (
     check,
     mark_survivor_runs,
     node1_vms_run_on_node2,
+    protection,
     settle,
     vms_of,
 )
@@ -31,6 +33,14 @@ from kisscluster.lab import cluster
 from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC, SWITCH_NIC
 
 pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_fencing(rolled_out: Lab) -> Iterator[None]:
+    """These scenarios run the documented default: no witness, no power fencing."""
+    with protection(rolled_out, witness=False, power=False):
+        yield
+
 
 # Both failed in one full lab run and were fixed after it (the stand-down now force-detaches
 # before it releases the frozen I/O; the fence-peer handler now waits fence_patience for a

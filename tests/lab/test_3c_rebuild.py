@@ -5,6 +5,7 @@ it is UpToDate again, and the data flows from node2 to node1, never the other wa
 written on node2 before the rejoin is on both copies afterwards."""
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from faults import (
@@ -13,6 +14,7 @@ from faults import (
     begin,
     check,
     node1_vms_run_on_node2,
+    protection,
     read_marker,
     settle,
 )
@@ -21,6 +23,13 @@ from labtest import Lab, Sampler, in_sync, vm_running, wait_until
 from kisscluster.lab import cluster
 
 pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_fencing(rolled_out: Lab) -> Iterator[None]:
+    """These scenarios run the documented default: no witness, no power fencing."""
+    with protection(rolled_out, witness=False, power=False):
+        yield
 
 
 def stopped_early(sampler: Sampler, vm: str, since: float) -> list[str]:

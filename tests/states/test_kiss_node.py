@@ -9,6 +9,9 @@ import pytest
 import yaml
 from kisstest import salt_call, write_minion_config
 
+from kisscluster.inventory.errors import InventoryError
+from kisscluster.inventory.schema import load_cluster
+
 UNITS = (
     "vm@.service",
     "drbd-resource@.service",
@@ -46,6 +49,9 @@ def test_node_files_applied_then_second_apply_changes_nothing(node1):
         "stor_addrs = 10.99.0.1 10.99.0.2\n"
         "prod_addrs = 192.0.2.11 192.0.2.12\n"
         "ping_addr = 192.0.2.1\n"
+        "# Power fencing of each member (kisscluster/heartbeat/power.py); empty: none.\n"
+        "fence1 =\n"
+        "fence2 =\n"
         "port = 694\n"
         "secret_file = /etc/kisscluster/kissclusterd.secret\n"
         "base_priority = 100\n"
@@ -58,6 +64,9 @@ def test_node_files_applied_then_second_apply_changes_nothing(node1):
         "fence_patience = 60\n"
         "peer_silent = takeover\n"
         f"drbdadm = {node1.lookup['drbdadm']}\n"  # kiss.drbdadm: the handlers use the node's
+        "witness_addr =\n"
+        "witness_port = 694\n"
+        "fence_secret_file = /etc/kisscluster/fence.secret\n"
     )
     second = node1.apply("kiss.node.files")
     results_ok(second)
@@ -235,3 +244,22 @@ def test_primary_vms_drop_in_wants_own_vms_and_conflicts_with_the_peers(nodes, d
     assert {
         v.removeprefix("vm@").removesuffix(".service") for v in unit_setting(text, "Conflicts")
     } == {"db", "mail", "web"} - own
+
+
+def test_each_members_fence_device_and_the_witness_reach_the_daemons_config(node1, site):
+    cluster_file = site / "pillar" / "cluster.yml"
+    data = yaml.safe_load(cluster_file.read_text())
+    data["cluster"]["members"][1]["fence"] = "fence_ipmilan ip=10.0.0.12  lanplus=1"
+    data["cluster"]["heartbeat"] = {"witness_addr": "192.0.2.5"}
+    cluster_file.write_text(yaml.safe_dump(data))
+    results_ok(node1.apply("kiss.node.files"))
+    conf = node1.file("etc/kisscluster/kissclusterd.conf")
+    assert "fence1 =\nfence2 = fence_ipmilan ip=10.0.0.12 lanplus=1\n" in conf
+    assert "witness_addr = 192.0.2.5\nwitness_port = 694\n" in conf
+    data["cluster"]["members"][0]["fence"] = "ip=10.0.0.11"  # options without an agent
+    cluster_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(InventoryError, match=r"members\[0\]\.fence: 'ip=10.0.0.11' names no"):
+        load_cluster(site)
+    with pytest.raises(AssertionError, match="Pillar failed to render"):
+        node1.apply("kiss.node.files")
+    assert node1.file("etc/kisscluster/kissclusterd.conf") == conf

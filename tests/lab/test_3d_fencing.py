@@ -1,0 +1,165 @@
+"""The recommended pair: power fencing through the lab's stand-in BMC and a witness on the
+host (kiss-lab up sets up both; `faults.protection` turns either off for one scenario).
+
+A hung node is powered off before its VMs move; both links cut between two live nodes costs no
+split brain, with a witness (only its lease holder runs VMs) or with power fencing (member 1
+switches member 2 off); and a crash fails over as fast with fencing as without. Every scenario
+samples both nodes throughout, ends settled with every volume Connected UpToDate/UpToDate, and
+checks that each marker written with fsync is on the disk of the node that runs its VM.
+"""
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+from faults import (
+    DURING,
+    TAKEOVER_TIMEOUT,
+    begin,
+    check,
+    mark_survivor_runs,
+    node1_vms_run_on_node2,
+    protection,
+    settle,
+)
+from labtest import Lab, Sampler, snapshot, target_active, vm_running, wait_until
+
+from kisscluster.lab import cluster
+from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC
+
+pytestmark = pytest.mark.lab
+
+LINKS = (STORAGE_NIC, PRODUCTION_NIC)
+
+
+def test_a_hung_node_is_powered_off_before_its_vms_move(rolled_out: Lab) -> None:
+    """node1 stops (SIGSTOP to its qemu) and stays stopped: node2 switches it off through the
+    BMC, then starts its VMs; node1, powered on again, rejoins and takes its VMs back."""
+    lab = rolled_out
+    vms, markers = begin(lab, "hang, power fencing", "settled before the hang")
+    stop = threading.Event()
+    watcher = threading.Thread(target=mark_survivor_runs, args=(lab, vms, markers, stop))
+    with Sampler(lab) as sampler:
+        watcher.start()
+        try:
+            with sampler.held(lab.node1):
+                pid = lab.node1.pid()
+                assert pid is not None
+                os.kill(pid, signal.SIGSTOP)
+                hung_at = time.monotonic()
+                off = wait_until("node2 powers node1 off", lambda: lab.node1.pid() is None, 120)
+            took_over = wait_until(
+                "node2 runs node1's VMs", lambda: node1_vms_run_on_node2(lab, vms), TAKEOVER_TIMEOUT
+            )
+            took_over = time.monotonic() - hung_at
+        finally:
+            stop.set()
+            watcher.join()
+        fenced = lab.sh(lab.node2, "journalctl", "-t", "kissclusterd", "--no-pager", "-q")
+        assert "power fencing: the peer is off" in fenced
+        cluster.boot(lab.layout, lab.progress, ("node1",))
+        took = settle(lab, vms, "settled after node1 is powered on again")
+    lab.record("hang, power fencing: hang -> node1 off", off)
+    lab.record("hang, power fencing: hang -> node2 runs its VMs", took_over)
+    lab.record("hang, power fencing: node1 boot -> settled", took)
+    check(sampler, markers)
+    assert any(slot == DURING for _, slot in markers.written)
+
+
+def runs_everything(lab: Lab, vms: dict[str, Any]) -> bool:
+    state = snapshot(lab.node2)
+    return target_active(state, "all-vms") and all(vm_running(state, vm) for vm in vms)
+
+
+def one_node_runs_everything(lab: Lab, vms: dict[str, Any]) -> bool:
+    states = [snapshot(machine) for machine in lab.nodes]
+    running = [sum(vm_running(state, vm) for vm in vms) for state in states]
+    return sorted(running) == [0, len(vms)]
+
+
+def test_both_links_cut_with_a_witness_leaves_the_vms_with_the_lease_holder(
+    rolled_out: Lab,
+) -> None:
+    """Witness, no power fencing: node1 loses its storage and production links for 30 s while
+    both nodes reach the switch and the witness. The node holding the witness's lease runs
+    every VM, the other gives its VMs up (its copies stand down and resync afterwards)."""
+    lab = rolled_out
+    with protection(lab, witness=True, power=False):
+        vms, markers = begin(lab, "both links cut, witness", "settled before the cut")
+        with Sampler(lab) as sampler:
+            for nic in LINKS:
+                lab.node1.set_link(nic, up=False)
+            cut_at = time.monotonic()
+            try:
+                apart = wait_until(
+                    "one node runs every VM, the other none",
+                    lambda: one_node_runs_everything(lab, vms),
+                    TAKEOVER_TIMEOUT,
+                )
+                for vm in vms:
+                    markers.write(vm, DURING)
+                time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+            finally:
+                for nic in LINKS:
+                    lab.node1.set_link(nic, up=True)
+            took = settle(lab, vms, "settled after the links are back")
+    lab.record("both links cut 30s, witness: cut -> one node runs every VM", apart)
+    lab.record("both links cut 30s, witness: healed -> settled", took)
+    check(sampler, markers)
+
+
+def test_both_links_cut_with_power_fencing_leaves_the_vms_with_member_1(rolled_out: Lab) -> None:
+    """Power fencing, no witness: node1 loses its storage and production links. Both nodes see
+    a silent peer; member 2 waits before it fences, so node1 switches node2 off first and runs
+    every VM. node2, powered on after the links are back, resyncs and takes its VMs back."""
+    lab = rolled_out
+    with protection(lab, witness=False, power=True):
+        vms, markers = begin(lab, "both links cut, power", "settled before the cut")
+        with Sampler(lab) as sampler:
+            for nic in LINKS:
+                lab.node1.set_link(nic, up=False)
+            cut_at = time.monotonic()
+            try:
+                off = wait_until("node1 powers node2 off", lambda: lab.node2.pid() is None, 120)
+                alone = wait_until(
+                    "node1 runs every VM",
+                    lambda: all(vm_running(snapshot(lab.node1), vm) for vm in vms),
+                    TAKEOVER_TIMEOUT,
+                )
+                for vm in vms:
+                    markers.write(vm, DURING)
+                time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+            finally:
+                for nic in LINKS:
+                    lab.node1.set_link(nic, up=True)
+            assert lab.node1.pid() is not None, "node2 switched node1 off too"
+            cluster.boot(lab.layout, lab.progress, ("node2",))
+            took = settle(lab, vms, "settled after node2 is powered on again")
+    lab.record("both links cut 30s, power: cut -> node2 off", off)
+    lab.record("both links cut 30s, power: cut -> node1 runs every VM", off + alone)
+    lab.record("both links cut 30s, power: node2 boot -> settled", took)
+    check(sampler, markers)
+
+
+def test_a_crash_fails_over_without_fencing_too(rolled_out: Lab) -> None:
+    """The no-fencing default, for the failover time beside test_3_failover's crash with
+    fencing: node1 crashes, node2 takes its VMs, node1 comes back and takes them back."""
+    lab = rolled_out
+    with protection(lab, witness=False, power=False):
+        vms, markers = begin(lab, "crash, no fencing", "settled before the crash")
+        with Sampler(lab) as sampler:
+            lab.node1.kill()
+            took_over = wait_until(  # as test_3_failover measures it with fencing
+                "node2 on all-vms running every VM",
+                lambda: runs_everything(lab, vms),
+                TAKEOVER_TIMEOUT,
+                every=0.5,
+            )
+            cluster.boot(lab.layout, lab.progress, ("node1",))
+            took = settle(lab, vms, "settled after node1 is back")
+    lab.record("crash, no fencing: crash -> node2 runs node1's VMs", took_over)
+    lab.record("crash, no fencing: node1 boot -> settled", took)
+    check(sampler, markers)
