@@ -143,6 +143,8 @@ def peer_facts(command: list[str], timeout: float = PEER_TIMEOUT) -> Facts:
         facts = json.loads(lines[-1])
     except (IndexError, ValueError):
         facts = None
+    if isinstance(facts, dict) and facts.get("reachable") is False and facts.get("error"):
+        return unreachable(f"answers, but {facts['error']}")
     if not isinstance(facts, dict) or facts.get("reachable") is not True:
         said = drbd.error_line(done.stderr) if done.stderr.strip() else "no facts on stdout"
         return unreachable(f"exit status {done.returncode}: {said}")

@@ -94,6 +94,7 @@ def test_the_peer_facts_are_its_last_line():
         ),
         ("print('not json')", "exit status 0: no facts on stdout"),
         ("print('{\"reachable\": false}')", "exit status 0: no facts"),
+        ('print(\'{"reachable": false, "error": "EIO"}\')', "answers, but EIO"),
     ],
 )
 def test_a_peer_without_facts_is_unreachable(script, why):
