@@ -28,8 +28,11 @@ def _since(seconds: float | None) -> str:
     return "ever" if seconds is None else f"for {seconds:.0f} s"
 
 
-def daemon_problems(name: str, daemon: Mapping[str, Any], target: str | None) -> list[str]:
-    """What kissclusterd's published status says is wrong on node `name`."""
+def daemon_problems(
+    name: str, daemon: Mapping[str, Any], target: str | None, targets_known: bool = True
+) -> list[str]:
+    """What kissclusterd's published status says is wrong on node `name`, whose active
+    `target` is known unless systemd did not answer."""
     if daemon["stale"]:
         return [f"{name}: kissclusterd status is {daemon['age']:.0f} s old: is it running?"]
     problems = []
@@ -37,7 +40,7 @@ def daemon_problems(name: str, daemon: Mapping[str, Any], target: str | None) ->
     if state is None:
         grace = " (start-up grace)" if daemon.get("in_grace") else ""
         problems.append(f"{name}: kissclusterd has not decided yet{grace}")
-    elif target != state:
+    elif targets_known and target != state:
         active = f"{target} is" if target else "no target is"
         problems.append(f"{name}: kissclusterd chose {state}, but {active} active")
     for net, age in sorted(daemon["heartbeat_age"].items()):
@@ -65,6 +68,7 @@ def node_view(name: str, facts: Facts) -> dict[str, Any]:
         problems.append(f"{name}: no VM target is active")
     daemon = facts.get("kissclusterd")
     view: dict[str, Any] = {"name": name, "reachable": True, "target": target,
+                            "units_error": facts.get("units_error"),
                             "daemon_unit": facts.get("daemon_unit")}  # fmt: skip
     if target == "manual-vms":
         problems.append(f"{name}: manual-vms: kissclusterd is stopped, no VM fails over")
@@ -72,7 +76,7 @@ def node_view(name: str, facts: Facts) -> dict[str, Any]:
         why = facts.get("kissclusterd_error") or "no status"
         problems.append(f"{name}: kissclusterd published no status ({why})")
     else:
-        problems += daemon_problems(name, daemon, target)
+        problems += daemon_problems(name, daemon, target, not facts.get("units_error"))
     if daemon is not None:
         view["kissclusterd"] = {
             key: daemon.get(key)
@@ -114,15 +118,15 @@ def _wants(facts: Facts, vm: str) -> bool:
     return target == "all-vms" or (target == "primary-vms" and vm in facts["home"])
 
 
-def _placement(vm: str, facts: dict[str, Facts], running: list[str]) -> list[str]:
-    """The problems of where an enabled VM runs, against where the targets want it."""
-    reachable = [n for n, f in facts.items() if f.get("reachable")]
-    decided = [n for n in reachable if active_target(facts[n]) in AUTOMATIC]
+def _placement(vm: str, facts: dict[str, Facts], running: list[str], known: list[str]) -> list[str]:
+    """The problems of where an enabled VM runs (on the `known` nodes, whose units were read),
+    against where the targets want it."""
+    decided = [n for n in known if active_target(facts[n]) in AUTOMATIC]
     wanted = [n for n in decided if _wants(facts[n], vm)]
     if len(running) == 2:
         return [f"{vm}: runs on both nodes"]
     if not running:
-        if len(reachable) == len(facts):
+        if len(known) == len(facts):
             return [f"{vm}: runs on neither node"]
         return [
             f"{vm}: should run on {n} ({active_target(facts[n])}), its unit is "
@@ -145,7 +149,8 @@ def vm_view(vm: str, facts: dict[str, Facts]) -> dict[str, Any]:
     reachable = [n for n in nodes if facts[n].get("reachable")]
     enabled_on = [n for n in reachable if vm in facts[n]["enabled"]]
     units = {n: facts[n]["units"].get(vm) for n in reachable}
-    running = [n for n in reachable if units[n] == "active"]
+    known = [n for n in reachable if not facts[n].get("units_error")]
+    running = [n for n in known if units[n] == "active"]
     problems, notes = [], []
     claims = [n for n in reachable if vm in facts[n]["home"]]
     home = claims[0] if len(claims) == 1 else None
@@ -157,7 +162,7 @@ def vm_view(vm: str, facts: dict[str, Facts]) -> dict[str, Any]:
         problems.append(f"{vm}: enabled on {enabled_on[0]} only: were both nodes rolled out "
                         "at the same commit?")  # fmt: skip
     if enabled_on:
-        problems += _placement(vm, facts, running)
+        problems += _placement(vm, facts, running, known)
     elif running:
         problems.append(f"{vm}: disabled, but runs on {' and '.join(running)}")
     problems += [f"{vm}: its unit failed on {n}" for n in reachable if units[n] == "failed"]
@@ -182,6 +187,7 @@ def vm_view(vm: str, facts: dict[str, Facts]) -> dict[str, Any]:
         "disabled": not enabled_on,
         "home": home,
         "runs_on": running,
+        "unknown_on": [n for n in nodes if n not in known],
         "units": units,
         "volumes": volumes,
         "problems": problems,

@@ -26,6 +26,9 @@ PEER_TIMEOUT = 3.0  # seconds for the whole remote command: a dead peer costs no
 CONNECT_TIMEOUT = 2  # ssh's ConnectTimeout, inside PEER_TIMEOUT
 SYSTEMCTL_TIMEOUT = 10
 
+#: What every node's facts hold, the peer's too.
+KEYS = ("enabled", "home", "vms", "drbd", "targets", "units", "units_error", "kissclusterd")
+
 Facts = dict[str, Any]
 UnitStates = Callable[[list[str]], dict[str, str]]
 
@@ -148,4 +151,7 @@ def peer_facts(command: list[str], timeout: float = PEER_TIMEOUT) -> Facts:
     if not isinstance(facts, dict) or facts.get("reachable") is not True:
         said = drbd.error_line(done.stderr) if done.stderr.strip() else "no facts on stdout"
         return unreachable(f"exit status {done.returncode}: {said}")
+    missing = [key for key in KEYS if key not in facts]
+    if missing:
+        return unreachable(f"answers without {', '.join(missing)}: is its kisscluster older?")
     return facts

@@ -23,7 +23,7 @@ def node_row(node: dict[str, Any]) -> list[str]:
     if not node["reachable"]:
         return [node["name"], f"unreachable: {node['error']}"]
     daemon = node.get("kissclusterd")
-    target = node["target"] or "none"
+    target = "?" if node["units_error"] else node["target"] or "none"
     if daemon is None:
         return [node["name"], target, "no status", "", "", "", ""]
     state = daemon["state"] or "undecided"
@@ -51,15 +51,14 @@ def node_row(node: dict[str, Any]) -> list[str]:
     ]
 
 
-def _where(vm: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
+def _where(vm: dict[str, Any]) -> str:
     if len(vm["runs_on"]) == 2:
         return "BOTH"
     if vm["runs_on"]:
         return str(vm["runs_on"][0])
     if vm["disabled"]:
         return "-"
-    silent = [n["name"] for n in nodes if not n["reachable"]]
-    return f"? ({' '.join(silent)} unreachable)" if silent else "neither"
+    return f"? ({' '.join(vm['unknown_on'])} unknown)" if vm["unknown_on"] else "neither"
 
 
 def vm_rows(vm: dict[str, Any], nodes: list[dict[str, Any]], here: str) -> list[list[str]]:
@@ -70,7 +69,7 @@ def vm_rows(vm: dict[str, Any], nodes: list[dict[str, Any]], here: str) -> list[
     seen = next((n for n in (*vm["runs_on"], here, *vm["volumes"]) if n in vm["volumes"]), None)
     volumes = vm["volumes"].get(seen, [])
     cells = [f"{v['volume']}: {describe_volume(v)}" for v in volumes] or ["-"]
-    first = [vm["name"], vm["home"] or "-", _where(vm, nodes), *units, "; ".join(notes), cells[0]]
+    first = [vm["name"], vm["home"] or "-", _where(vm), *units, "; ".join(notes), cells[0]]
     blanks = [""] * (len(first) - 1)
     return [first] + [[*blanks, cell] for cell in cells[1:]]
 

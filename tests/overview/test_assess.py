@@ -42,7 +42,8 @@ def test_the_report_is_json_for_monitoring(tmp_path):
     shown = json.loads(json.dumps(report(both_nodes(tmp_path))))
     assert set(shown) == {"here", "status", "health", "nodes", "vms", "problems"}
     assert set(shown["vms"][0]) == {
-        "name", "disabled", "home", "runs_on", "units", "volumes", "problems", "notes",
+        "name", "disabled", "home", "runs_on", "unknown_on", "units", "volumes", "problems",
+        "notes",
     }  # fmt: skip
     assert [n["name"] for n in shown["nodes"]] == ["node1", "node2"]
 
@@ -96,7 +97,17 @@ def test_a_vm_not_running_here_while_the_peer_is_unreachable_is_unknown(tmp_path
     db = vm(found, "db")
     assert db["runs_on"] == [] and db["home"] == "node2"
     assert not any(p.startswith("db:") for p in found["problems"])
-    assert "? (node2 unreachable)" in render.render(found)
+    assert "? (node2 unknown)" in render.render(found)
+
+
+def test_a_node_whose_systemd_is_silent_runs_its_vms_as_far_as_anyone_knows(tmp_path):
+    both = both_nodes(tmp_path)
+    both["node2"].update(targets={}, units={}, units_error="systemctl is-active: timed out")
+    found = report(both)
+    db = vm(found, "db")
+    assert (db["runs_on"], db["unknown_on"], db["problems"]) == ([], ["node2"], [])
+    assert found["problems"] == ["node2: systemd did not answer (systemctl is-active: timed out)"]
+    assert "node2  ?            primary-vms" in render.render(found)
 
 
 def test_a_vm_on_both_nodes_is_a_problem(tmp_path):

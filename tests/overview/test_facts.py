@@ -80,9 +80,16 @@ def test_ssh_gets_its_connect_timeout_first():
     assert facts.bounded(["/usr/local/bin/remote", "x"]) == ["/usr/local/bin/remote", "x"]
 
 
-def test_the_peer_facts_are_its_last_line():
-    said = 'print("a banner"); print(\'{"reachable": true, "vms": []}\')'
-    assert facts.peer_facts([sys.executable, "-c", said]) == {"reachable": True, "vms": []}
+def test_the_peer_facts_are_its_last_line(tmp_path):
+    node = node_facts(tmp_path, "node2")
+    said = f"print('a banner'); print({json.dumps(json.dumps(node))})"
+    assert facts.peer_facts([sys.executable, "-c", said]) == node
+    said = 'print(\'{"reachable": true, "vms": []}\')'
+    assert facts.peer_facts([sys.executable, "-c", said]) == {
+        "reachable": False,
+        "error": "answers without enabled, home, drbd, targets, units, units_error, kissclusterd: "
+        "is its kisscluster older?",
+    }
 
 
 @pytest.mark.parametrize(
