@@ -26,17 +26,13 @@ def local_or_unreachable(places: facts.Places) -> facts.Facts:
         return facts.unreachable(f"its own facts could not be read: {exc}")
 
 
-def report(
-    config_dir: Path | None = None,
-    timeout: float = facts.PEER_TIMEOUT,
-    places: facts.Places = facts.NODE,
-) -> dict[str, Any]:
+def report(config_dir: Path | None = None, timeout: float = facts.PEER_TIMEOUT) -> dict[str, Any]:
     """The report on both nodes (kisscluster.overview.assess), from this node. Raises NodeError
     or InventoryError when this node cannot say which cluster it is in."""
     if not 0 < timeout <= MAX_TIMEOUT:
         raise ValueError(f"a peer timeout of {timeout:g} s is not between 0 and {MAX_TIMEOUT:g}")
     with ThreadPoolExecutor(1) as pool:
-        mine = pool.submit(local_or_unreachable, places)
+        mine = pool.submit(local_or_unreachable, facts.NODE)
         node = load_node(config_dir)
         cluster = node.cluster()
         peer = cluster.peer_of(node.minion_id)
