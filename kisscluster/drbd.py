@@ -6,11 +6,20 @@ one port derived from the VM's first minor.
 """
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kisscluster import lvm, names
+
+_PROC_VOLUME = re.compile(
+    r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>[^/\s]+)/(?P<peer_role>\S+) "
+    r"ds:(?P<disk>[^/\s]+)/(?P<peer_disk>\S+)\s+(?:[ABC]\s+)?(?P<io>[rs])"
+)
+_PROC_MINOR = re.compile(r"^\s*\d+:")
+_SYNCED = re.compile(r"sync'ed:\s*([\d.]+)%")
+_FINISH = re.compile(r"finish:\s*(\S+)")
 
 BANNER = "# Managed by Salt (kiss.vms) from the kiss pillar: local edits are overwritten.\n"
 
@@ -48,6 +57,28 @@ def render_resource(vm: Mapping[str, Any], members: Sequence[Mapping[str, Any]],
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def proc_volumes(proc_drbd: str) -> dict[int, dict[str, Any]]:
+    """The configured minors of /proc/drbd (DRBD 8.4): connection state `cs`, `role` and
+    `peer_role`, `disk` and `peer_disk`, `io` ("r" running, "s" suspended: frozen by fencing
+    until the fence-peer handler decides); while a resync runs, `synced` (percent) and `finish`
+    (DRBD's estimate, h:mm:ss) from the lines below the minor's."""
+    volumes: dict[int, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for line in proc_drbd.splitlines():
+        match = _PROC_VOLUME.match(line)
+        if match:
+            current = match.groupdict()
+            volumes[int(current.pop("minor"))] = current
+        elif _PROC_MINOR.match(line):
+            current = None  # an Unconfigured minor
+        elif current is not None:
+            if synced := _SYNCED.search(line):
+                current["synced"] = float(synced.group(1))
+            if finish := _FINISH.search(line):
+                current["finish"] = finish.group(1)
+    return volumes
 
 
 def error_line(stderr: str) -> str:

@@ -13,6 +13,8 @@ Their minors come from the resource files kiss.vms renders.
 import re
 from pathlib import Path
 
+from kisscluster import drbd
+
 SYSTEMD_DIR = Path("/etc/systemd/system")
 DRBD_DIR = Path("/etc/drbd.d")
 PROC_DRBD = Path("/proc/drbd")
@@ -20,7 +22,7 @@ PROC_DRBD = Path("/proc/drbd")
 HOME_DROP_IN = "primary-vms.target.d/kisscluster-vms.conf"  # written by kiss.vms
 _WANTED = re.compile(r"^Wants=vm@([A-Za-z][A-Za-z0-9_-]*)\.service\s*$", re.MULTILINE)
 _MINOR = re.compile(r"\bminor\s+(\d+)\s*;")
-_PROC = re.compile(r"^\s*(\d+): cs:(\S+) ro:\S+ ds:(\w+)/", re.MULTILINE)
+_VOLUME = re.compile(r"\bvolume\s+(\d+)\s*\{[^}]*?\bminor\s+(\d+)\s*;")
 
 
 def enabled_vms(systemd_dir: Path) -> list[str]:
@@ -40,9 +42,12 @@ def home_vms(systemd_dir: Path) -> list[str]:
 
 def local_disks(proc_drbd: str) -> dict[int, str]:
     """Minor -> this node's disk state, for every configured minor in /proc/drbd."""
-    return {
-        int(minor): disk for minor, cs, disk in _PROC.findall(proc_drbd) if cs != "Unconfigured"
-    }
+    return {minor: state["disk"] for minor, state in drbd.proc_volumes(proc_drbd).items()}
+
+
+def volumes(resource_file: str) -> dict[int, int]:
+    """Volume -> minor in the text of a VM's resource file (kisscluster.drbd.render_resource)."""
+    return {int(volume): int(minor) for volume, minor in _VOLUME.findall(resource_file)}
 
 
 def stale(vms: list[str], drbd_dir: Path, proc_drbd: Path) -> list[str]:

@@ -5,19 +5,15 @@ kissclusterd publishes. `kiss-lab status` shows it; the lab tests sample it on b
 """
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from kisscluster import drbd as drbd_mod
 from kisscluster.heartbeat import status
 
 TARGETS = ("all-vms.target", "primary-vms.target", "no-vms.target", "manual-vms.target")
-_DRBD_LINE = re.compile(
-    r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>\S+)/(?P<peer_role>\S+) "
-    r"ds:(?P<disk>\S+)/(?P<peer_disk>\S+)\s+(?:[ABC]\s+)?(?P<io>[rs])"
-)
 
 
 def _output(arguments: list[str]) -> str:
@@ -38,13 +34,8 @@ def units() -> dict[str, str]:
 
 
 def drbd(proc_drbd: str, by_res: Path = Path("/dev/drbd/by-res")) -> dict[str, dict[str, Any]]:
-    """DRBD volumes by `<resource>/<volume>`: connection state, roles, disk states, minor, and
-    `io`: "r" running, "s" suspended (frozen by fencing until the fence-peer handler decides)."""
-    minors = {}
-    for match in map(_DRBD_LINE.match, proc_drbd.splitlines()):
-        if match:
-            state = match.groupdict()
-            minors[int(state.pop("minor"))] = state
+    """DRBD volumes by `<resource>/<volume>`: their minor and state (drbd.proc_volumes)."""
+    minors = drbd_mod.proc_volumes(proc_drbd)
     volumes = {}
     for link in sorted(by_res.glob("*/*")) if by_res.is_dir() else []:
         device = link.resolve().name

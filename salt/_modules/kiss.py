@@ -368,3 +368,32 @@ def vm_monitor(name, action, file=None, run_dir="/run/kvm"):
         return _vmmonitor.monitor(name, action, file, _Path(run_dir))
     except (_vmmonitor.MonitorError, ValueError, OSError) as exc:
         raise CommandExecutionError(f"VM {name}: {exc}") from exc
+
+
+def overview(timeout=None):
+    """
+    Both nodes at a glance, from this node: each node's kissclusterd state (target, priorities,
+    heartbeats per net, switch), each VM's home, where it runs, its units and DRBD volumes,
+    disabled VMs, and every ``problems`` line that keeps the pair from being healthy (a node
+    unreachable, a VM on both nodes or on neither, a volume not Connected or not UpToDate).
+    ``status`` is 0 healthy, 1 degraded, 2 cannot tell. The peer is asked over pillar
+    ``kiss:cluster:lookup:remote_command`` and has ``timeout`` seconds (default 3) to answer.
+    ``kiss-overview`` shows the same as a table.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.overview
+        salt-call --local --out=json kiss.overview timeout=10
+    """
+    from kisscluster.configure.node import NodeError
+    from kisscluster.overview import cli as _overview
+
+    config_dir = _Path(__opts__["conf_file"]).parent
+    try:
+        if timeout is None:
+            return _overview.report(config_dir)
+        return _overview.report(config_dir, float(timeout))
+    except (NodeError, _inventory.InventoryError, ValueError) as exc:
+        raise CommandExecutionError(f"overview: {exc}") from exc

@@ -78,3 +78,24 @@ def test_a_failed_action_is_a_command_error_naming_the_command(loaders):
     """The real drbdadm-84 on a resource no config defines: it fails before touching DRBD."""
     with pytest.raises(CommandExecutionError, match=r"drbdadm-84 adjust nosuchvm exited \d+: .+"):
         loaders.modules.kiss.drbd_adjust("nosuchvm", drbdadm="/usr/lib/drbd/drbdadm-84")
+
+
+def test_overview_through_the_loader_shows_a_silent_peer_as_unreachable(example_site, tmp_path):
+    # The remote command `false` prints nothing: the peer is unreachable, said as data.
+    config = write_minion_config(
+        tmp_path / "salt", example_site, kiss_lookup={"remote_command": ["false"]}
+    )
+    loaders = Loaders(salt.config.minion_config(str(config / "minion")), loaded_base_name="kt.o")
+    try:
+        found = loaders.modules.kiss.overview()
+        with pytest.raises(CommandExecutionError, match="not between 0 and 600"):
+            loaders.modules.kiss.overview(timeout=0)
+    finally:
+        loaders.reset_state()
+    assert found["here"] == "node1" and found["status"] == 1
+    assert found["nodes"][1] == {
+        "name": "node2",
+        "reachable": False,
+        "error": "exit status 1: no facts on stdout",
+        "problems": ["node2: unreachable (exit status 1: no facts on stdout)"],
+    }
