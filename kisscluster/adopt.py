@@ -5,7 +5,8 @@ The original keeps, in its working copy (`/srv/kiss-configure` on its nodes), th
 variables in `group_vars/<cluster>.yml` and the VMs in `vm-config/<cluster>/*.yml` beside its
 allocation cache `vm-config/<cluster>.yml`. kiss-adopt writes `pillar/cluster.yml` from the
 variables, keeping what the nodes already have: the volume group `vmvg` the original's role
-hard-codes, DRBD ports 7788 + minor (`drbd_port_base`), the MAC prefix and keyboard. It copies the
+hard-codes, DRBD ports 7788 + minor (`drbd_port_base`) and devices /dev/drbd_<vm>_<disk>
+(`drbd_device_names`), the MAC prefix and keyboard. It copies the
 VM files and the cache as they are: the inventory keeps every minor, reads names YAML would take
 for booleans as names, lets cached VMs keep names with capitals or `_`, and on its first run
 converts the cache, keeping the original beside it. The site gets the original's VM templates in
@@ -16,15 +17,17 @@ run) in a scratch copy before anything is written into the new site.
 
 import argparse
 import collections
+import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from kisscluster import inventory, names, paths
+from kisscluster.inventory import values
 from kisscluster.inventory.schema import TextLoader
 from kisscluster.inventory.values import TEMPLATE_SUFFIX
 
@@ -32,6 +35,10 @@ from kisscluster.inventory.values import TEMPLATE_SUFFIX
 ORIGINAL_VOLUME_GROUP = "vmvg"
 ORIGINAL_DRBD_PORT_BASE = 7788
 ORIGINAL_DEFAULT_TEMPLATE = "linux"
+
+
+#: A VM file's top-level `disabled:` line.
+_DISABLED_LINE = re.compile(r"^disabled:.*$", re.MULTILINE)
 
 
 class AdoptError(Exception):
@@ -73,6 +80,7 @@ def cluster_file(variables: dict[str, Any], bridges: list[str], source: Path) ->
             "default_template": ORIGINAL_DEFAULT_TEMPLATE,
             "default_bridge": common[0][0] if common else "br0",
             "drbd_port_base": ORIGINAL_DRBD_PORT_BASE,
+            "drbd_device_names": "vm_disk",
             "heartbeat": {},
             "lookup": {},
         }
@@ -80,9 +88,9 @@ def cluster_file(variables: dict[str, Any], bridges: list[str], source: Path) ->
         raise AdoptError(f"{source}/group_vars: the cluster variables lack {exc}") from None
     header = (
         f"# The cluster definition, adopted from the original KISScluster site {source} by\n"
-        "# kiss-adopt: volume group, DRBD ports (7788 + minor), MAC prefix and keyboard are the\n"
-        "# original's, so that nothing changes on the nodes. kisscluster's example\n"
-        "# pillar/cluster.yml explains every key.\n"
+        "# kiss-adopt: volume group, DRBD ports (7788 + minor) and device names, MAC prefix and\n"
+        "# keyboard are the original's, so that nothing changes on the nodes. kisscluster's\n"
+        "# example pillar/cluster.yml explains every key.\n"
     )
     return header + yaml.safe_dump({"cluster": cluster}, sort_keys=False)
 
@@ -97,9 +105,16 @@ def _vm_values(vm_files: list[Path], key: str) -> list[str]:
     return found
 
 
-def adopt(source: Path, site: Path, cluster: str | None = None) -> inventory.Result:
-    """Write the kisscluster site `site` from the original site `source`; the inventory's
-    verdict on it (a dry run: the first real run, kiss-configure's, converts the cache)."""
+class Adopted(NamedTuple):
+    """The inventory's verdict on the new site (a dry run: the first real run, kiss-configure's,
+    converts the cache), and the VMs whose `disabled:` key now says true."""
+
+    result: inventory.Result
+    kept_disabled: list[str]
+
+
+def adopt(source: Path, site: Path, cluster: str | None = None) -> Adopted:
+    """Write the kisscluster site `site` from the original site `source`."""
     variables = original_cluster(source, cluster)
     name = names.validate_cluster_name(variables.get("cluster_name"))
     vm_source = source / "vm-config" / name
@@ -116,11 +131,12 @@ def adopt(source: Path, site: Path, cluster: str | None = None) -> inventory.Res
         staged = Path(scratch) / "site"
         _stage(staged, source, name, text, site)
         added = _original_templates(staged / "vm-templates", templates)
+        kept_disabled = _keep_disabled(staged / "vm-config" / name)
         result = inventory.run(staged, dry_run=True)  # InventoryError: nothing written to `site`
         parts = ["pillar/cluster.yml", f"vm-config/{name}", inventory.cache_file(name)]
         for part in parts + [f"vm-templates/{template}" for template in added]:
             _move(staged / part, site / part)
-    return result
+    return Adopted(result, kept_disabled)
 
 
 def _original_templates(directory: Path, used: set[str]) -> list[str]:
@@ -150,6 +166,28 @@ def _stage(staged: Path, source: Path, name: str, text: str, site: Path) -> None
         shutil.copytree(site / "vm-templates", staged / "vm-templates")
 
 
+def _keep_disabled(vm_dir: Path) -> list[str]:
+    """The original disabled every VM whose file has a `disabled:` key, whatever its value
+    (kisscluster-vm-inventory: `exists ...->{disabled}`); kisscluster reads the value. A file
+    whose key says otherwise says `disabled: true` in the new site; the VMs so kept disabled."""
+    kept = []
+    for path in sorted(vm_dir.glob("*.yml")):
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=TextLoader)  # noqa: S506
+        if isinstance(data, dict) and "disabled" in data and not _says_true(data["disabled"]):
+            note = f"disabled: true  # kiss-adopt: was {data['disabled']!r}, the original's rule"
+            path.write_text(_DISABLED_LINE.sub(note, text, count=1), encoding="utf-8")
+            kept.append(path.stem)
+    return kept
+
+
+def _says_true(value: object) -> bool:
+    try:
+        return values.boolean(value)
+    except ValueError:
+        return False
+
+
 def _move(staged: Path, target: Path) -> None:
     if not staged.exists():
         return
@@ -164,13 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", help="the cluster to adopt, if the source has several")
     args = parser.parse_args(argv)
     try:
-        result = adopt(args.source, args.site, args.cluster)
+        result, kept_disabled = adopt(args.source, args.site, args.cluster)
     except (AdoptError, inventory.InventoryError, ValueError, OSError) as exc:
         print(f"kiss-adopt: {exc}", file=sys.stderr)
         return 1
     print(f"kiss-adopt: {args.site}: pillar/cluster.yml written, VM files and cache copied")
     new = ", ".join(result.allocated) or "none (every VM keeps its minors)"
     print(f"kiss-adopt: VMs the original's cache did not have, which get new minors: {new}")
+    if kept_disabled:
+        print(f"kiss-adopt: disabled as the original had them (their files have disabled:, now "
+              f"true): {', '.join(kept_disabled)}")  # fmt: skip
     if result.original_kept:
         print(f"kiss-adopt: the first kiss-configure converts the cache; the original stays in "
               f"{result.original_kept}")  # fmt: skip

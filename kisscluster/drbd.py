@@ -2,7 +2,8 @@
 
 A VM's resource is named like the VM. Volume 0 is the root disk, volume n the VM's extra disk n,
 each with its fixed minor from the inventory and internal metadata; both members listen on
-one port derived from the VM's first minor.
+one port derived from the VM's first minor. A device is /dev/drbd<minor>, or on a site adopted
+from the original KISScluster the name the original gave it, /dev/drbd_<vm>_<disk>.
 """
 
 import ipaddress
@@ -34,6 +35,14 @@ def address(addr: str, port: int) -> str:
     return f"{ip}:{port}"
 
 
+def device_path(names_style: str, vm: str, disk: str, minor: int) -> str:
+    """The DRBD device of a VM's disk: `/dev/drbd<minor>` (style `minor`) or
+    `/dev/drbd_<vm>_<disk>` (style `vm_disk`, cluster setting drbd_device_names)."""
+    if names_style == "vm_disk":
+        return f"/dev/drbd_{lvm.lv_name(vm, disk)}"
+    return f"/dev/drbd{int(minor)}"
+
+
 def render_resource(vm: Mapping[str, Any], members: Sequence[Mapping[str, Any]], vg: str) -> str:
     """The text of `/etc/drbd.d/<vm>.res` for one VM record of the `kiss` pillar."""
     name = names.validate_vm_name(vm["name"])
@@ -42,9 +51,12 @@ def render_resource(vm: Mapping[str, Any], members: Sequence[Mapping[str, Any]],
     lines.append(f"resource {name} {{")
     for disk in sorted(vm["disks"], key=lambda d: int(d["volume"])):
         minor = int(disk["minor"])
+        device = disk["drbd_device"]
+        if device not in (device_path(s, name, disk["name"], minor) for s in ("minor", "vm_disk")):
+            raise ValueError(f"{device!r} is not a DRBD device of {name}'s disk {disk['name']}")
         lines += [
             f"    volume {int(disk['volume'])} {{  # disk {names.validate_disk_name(disk['name'])}",
-            f"        device /dev/drbd{minor} minor {minor};",
+            f"        device {device} minor {minor};",
             f"        disk /dev/{vg}/{lvm.lv_name(name, disk['name'])};",
             "        meta-disk internal;",
             "    }",

@@ -7,7 +7,7 @@ the inventory allocated and git carried to it, the same on both nodes.
 from pathlib import Path
 from typing import Any
 
-from kisscluster import inventory, lvm
+from kisscluster import drbd, inventory, lvm
 from kisscluster.inventory import Cluster, VmRecord
 
 
@@ -26,6 +26,9 @@ def describe(record: VmRecord, cluster: Cluster) -> dict[str, Any]:
                 "lv": lv,
                 "lv_path": f"/dev/{cluster.volume_group}/{lv}",
                 "device": f"/dev/drbd/by-res/{record.name}/{disk.volume}",
+                "drbd_device": drbd.device_path(
+                    cluster.drbd_device_names, record.name, disk.name, disk.minor
+                ),
             }
         )
     return {
@@ -59,6 +62,7 @@ def cluster_data(cluster: Cluster) -> dict[str, Any]:
         "default_template": cluster.default_template,
         "default_bridge": cluster.default_bridge,
         "drbd_port_base": cluster.drbd_port_base,
+        "drbd_device_names": cluster.drbd_device_names,
         "heartbeat": dict(cluster.heartbeat),
         "lookup": dict(cluster.lookup),
     }

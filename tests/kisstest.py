@@ -91,14 +91,15 @@ def salt_call(config_dir: Path, *args: str, check: bool = True) -> dict:
 
 @dataclass
 class LoopVg:
-    """Volume group `vg0` on a loop device; `env` makes LVM commands see only it."""
+    """Volume group `name` on a loop device; `env` makes LVM commands see only it."""
 
     device: str
     env: dict[str, str]
+    name: str = "vg0"
 
     def lvs(self) -> dict[str, int]:
         out = subprocess.run(
-            lvm.lvs_command("lvs", "vg0"),
+            lvm.lvs_command("lvs", self.name),
             env=self.env,
             capture_output=True,
             text=True,
@@ -108,7 +109,7 @@ class LoopVg:
         return lvm.parse_lvs(out)
 
 
-def make_loop_vg(directory: Path, size_mib: int = 512) -> LoopVg:
+def make_loop_vg(directory: Path, size_mib: int = 512, name: str = "vg0") -> LoopVg:
     if shutil.which("lvcreate") is None:
         pytest.fail("lvm2 is not installed (apt-get install lvm2)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -136,9 +137,9 @@ def make_loop_vg(directory: Path, size_mib: int = 512) -> LoopVg:
         encoding="utf-8",
     )
     env = {**os.environ, "LVM_SYSTEM_DIR": str(conf_dir), "LVM_SUPPRESS_FD_WARNINGS": "1"}
-    for command in (["pvcreate", device], ["vgcreate", "vg0", device]):
+    for command in (["pvcreate", device], ["vgcreate", name, device]):
         subprocess.run(command, env=env, capture_output=True, check=True, timeout=60)
-    return LoopVg(device, env)
+    return LoopVg(device, env, name)
 
 
 def remove_loop_vg(vg: LoopVg) -> None:

@@ -93,7 +93,7 @@ def original(tmp_path):
 
 def test_the_adopted_site_keeps_minors_names_ports_and_macs(original, tmp_path):
     site = tmp_path / "site"
-    result = adopt.adopt(original, site)
+    result = adopt.adopt(original, site).result
     assert result.allocated == []  # every VM keeps what the original gave it
     assert result.original_kept == "vm-config/cluster1.yml.original"
     inventory.run(site)

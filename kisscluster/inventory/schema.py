@@ -122,6 +122,7 @@ class Cluster(NamedTuple):
     heartbeat: dict[str, Any]
     lookup: dict[str, Any]
     drbd_port_base: int = values.DRBD_PORT_BASE
+    drbd_device_names: str = values.DRBD_DEVICE_NAMES[0]
 
     @property
     def member_names(self) -> tuple[str, ...]:
@@ -173,6 +174,7 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
         "drbd_port_base": Field(
             False, values.DRBD_PORT_BASE, lambda v: values.whole_number(v, 1024, 65535)
         ),
+        "drbd_device_names": Field(False, values.DRBD_DEVICE_NAMES[0], values.drbd_device_names),
     }
     checked = validate(data["cluster"], table, problems.report(shown, "cluster."))
     problems.check()

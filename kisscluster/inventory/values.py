@@ -20,6 +20,9 @@ MINOR_LIMIT_NARROW = 256
 #: (5900 + minor < 10000). A site adopted from the original KISScluster keeps its 7788.
 DRBD_PORT_BASE = 10000
 VNC_PORT_BASE = 5900
+#: How a DRBD device is named: `minor` /dev/drbd<minor> (the default); `vm_disk`
+#: /dev/drbd_<vm>_<disk>, the original KISScluster's names, which an adopted site keeps.
+DRBD_DEVICE_NAMES = ("minor", "vm_disk")
 MIN_SIZE_BYTES = 1 << 20
 
 _SIZE = re.compile(r"(\d+)(?:\.(\d+))?([bBsSkKmMgGtTpPeE]?)\Z")
@@ -72,6 +75,12 @@ def format_size(size_bytes: int) -> str:
 
 def normalize_size(value: object) -> str:
     return format_size(parse_size(value))
+
+
+def drbd_device_names(value: object) -> str:
+    if value not in DRBD_DEVICE_NAMES:
+        raise ValueError(f"must be one of {', '.join(DRBD_DEVICE_NAMES)}, got {value!r}")
+    return str(value)
 
 
 def whole_number(value: object, low: int, high: int) -> int:

@@ -110,7 +110,7 @@ def _recorder(path: Path, name: str, log: Path, then: str, body: str) -> str:
     return str(path)
 
 
-def make_node(base: Path, site: Path, name: str) -> Node:
+def make_node(base: Path, site: Path, name: str, vg: str = "vg0", vg_mib: int = 512) -> Node:
     home = base / name
     root = home / "root"
     bin_dir = home / "bin"
@@ -153,8 +153,8 @@ def make_node(base: Path, site: Path, name: str) -> Node:
         "kissclusterd": kissclusterd,
     }
     config = write_minion_config(home / "salt", site, name, kiss_lookup=lookup)
-    vg = make_loop_vg(home / "vg")
-    return Node(name, site, config, root, drbd_log, systemctl_log, lvs_log, vg, lookup)
+    loop_vg = make_loop_vg(home / "vg", vg_mib, vg)
+    return Node(name, site, config, root, drbd_log, systemctl_log, lvs_log, loop_vg, lookup)
 
 
 @pytest.fixture

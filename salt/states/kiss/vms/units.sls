@@ -9,7 +9,8 @@
 kiss-vms-units-{{ name }}-enabled:
   file.symlink:
     - name: {{ wants_dir }}/vm@{{ name }}.service
-    - target: ../vm@.service
+    # What `systemctl enable` writes (and the original KISScluster's `systemctl reenable` wrote).
+    - target: {{ kiss.systemd_dir }}/vm@.service
     - makedirs: True
     - force: True
 {%- endfor %}
