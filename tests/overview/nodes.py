@@ -113,7 +113,11 @@ def node_facts(
     for vm in (*kiss["vms"].values(), *kiss["disabled_vms"].values()):
         text = drbd.render_resource(vm, kiss["cluster"]["members"], "vg0")
         (places.drbd_dir / f"{vm['name']}.res").write_text(text)
-    old = dict(kiss["vms"]["web"], name="old", disks=[{"name": "root", "volume": 0, "minor": 12}])
+    old = dict(
+        kiss["vms"]["web"],
+        name="old",
+        disks=[{"name": "root", "volume": 0, "minor": 12, "drbd_device": "/dev/drbd12"}],
+    )
     (places.drbd_dir / "old.res").write_text(
         drbd.render_resource(old, kiss["cluster"]["members"], "vg0")
     )
