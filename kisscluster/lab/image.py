@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kisscluster.lab.layout import (
+    BMC_ADDR,
     NODES,
     SWITCH_ADDR,
+    WITNESS_ADDR,
     LabError,
     Layout,
     Progress,
@@ -74,8 +76,9 @@ def _node_networks(number: int, node: str) -> dict[str, str]:
 
     ens3: qemu user-net for ssh from the host. ens4: storage link. ens5: production link.
     ens6: the uplink to this node's switch (its own qemu user-net, whose gateway address is
-    the switch's and answers ping). The cluster addresses stay on carrier loss, or DRBD goes
-    StandAlone instead of waiting for the peer.
+    the switch's and answers ping; the BMC stand-in and the witness are reached there too).
+    The cluster addresses stay on carrier loss, or DRBD goes StandAlone instead of waiting for
+    the peer.
     """
     match = f"KernelCommandLine=kiss.lab.node={number}\n"
     prod = production_addr(node)
@@ -89,7 +92,10 @@ def _node_networks(number: int, node: str) -> dict[str, str]:
         ),
         f"etc/systemd/network/20-switch-{node}.network": (
             f"[Match]\nName=ens6\n{match}[Network]\n{_NETWORK_COMMON}"
-            f"[Route]\nDestination={SWITCH_ADDR}/32\nPreferredSource={prod}\nScope=link\n"
+            + "".join(
+                f"[Route]\nDestination={address}/32\nPreferredSource={prod}\nScope=link\n"
+                for address in (SWITCH_ADDR, BMC_ADDR, WITNESS_ADDR)
+            )
         ),
     }
 
