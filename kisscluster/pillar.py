@@ -59,6 +59,7 @@ def cluster_data(cluster: Cluster) -> dict[str, Any]:
         "default_template": cluster.default_template,
         "default_bridge": cluster.default_bridge,
         "drbd_port_base": cluster.drbd_port_base,
+        "verify_schedule": cluster.verify_schedule,
         "heartbeat": dict(cluster.heartbeat),
         "lookup": dict(cluster.lookup),
     }

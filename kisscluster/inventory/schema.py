@@ -121,6 +121,7 @@ class Cluster(NamedTuple):
     heartbeat: dict[str, Any]
     lookup: dict[str, Any]
     drbd_port_base: int = values.DRBD_PORT_BASE
+    verify_schedule: str = values.VERIFY_SCHEDULE
 
     @property
     def member_names(self) -> tuple[str, ...]:
@@ -169,6 +170,7 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
         "drbd_port_base": Field(
             False, values.DRBD_PORT_BASE, lambda v: values.whole_number(v, 1024, 65535)
         ),
+        "verify_schedule": Field(False, values.VERIFY_SCHEDULE, values.one_line),
     }
     checked = validate(data["cluster"], table, problems.report(shown, "cluster."))
     problems.check()
