@@ -63,6 +63,7 @@ def cluster_data(cluster: Cluster) -> dict[str, Any]:
         "default_bridge": cluster.default_bridge,
         "drbd_port_base": cluster.drbd_port_base,
         "drbd_device_names": cluster.drbd_device_names,
+        "verify_schedule": cluster.verify_schedule,
         "heartbeat": dict(cluster.heartbeat),
         "lookup": dict(cluster.lookup),
     }

@@ -123,6 +123,7 @@ class Cluster(NamedTuple):
     lookup: dict[str, Any]
     drbd_port_base: int = values.DRBD_PORT_BASE
     drbd_device_names: str = values.DRBD_DEVICE_NAMES[0]
+    verify_schedule: str = values.VERIFY_SCHEDULE
 
     @property
     def member_names(self) -> tuple[str, ...]:
@@ -175,6 +176,7 @@ def load_cluster(site: Path, templates: tuple[str, ...] | None = None) -> Cluste
             False, values.DRBD_PORT_BASE, lambda v: values.whole_number(v, 1024, 65535)
         ),
         "drbd_device_names": Field(False, values.DRBD_DEVICE_NAMES[0], values.drbd_device_names),
+        "verify_schedule": Field(False, values.VERIFY_SCHEDULE, values.one_line),
     }
     checked = validate(data["cluster"], table, problems.report(shown, "cluster."))
     problems.check()

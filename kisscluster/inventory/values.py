@@ -23,6 +23,10 @@ VNC_PORT_BASE = 5900
 #: How a DRBD device is named: `minor` /dev/drbd<minor> (the default); `vm_disk`
 #: /dev/drbd_<vm>_<disk>, the original KISScluster's names, which an adopted site keeps.
 DRBD_DEVICE_NAMES = ("minor", "vm_disk")
+#: When kiss-drbd-verify.timer runs DRBD online verify (systemd OnCalendar syntax; kiss.vms
+#: checks it with `systemd-analyze calendar` before it writes the timer).
+VERIFY_SCHEDULE = "weekly"
+_ONE_LINE = re.compile(r"[A-Za-z0-9 :*,./~+-]{1,200}\Z")
 MIN_SIZE_BYTES = 1 << 20
 
 _SIZE = re.compile(r"(\d+)(?:\.(\d+))?([bBsSkKmMgGtTpPeE]?)\Z")
@@ -156,6 +160,15 @@ def boolean(value: object) -> bool:
     if isinstance(value, str) and value.lower() in _BOOLEAN_WORDS:
         return _BOOLEAN_WORDS[value.lower()]
     raise ValueError(f"must be true or false, got {value!r}")
+
+
+def one_line(value: object) -> str:
+    """A short line of the characters calendar events use (no quotes, no newline)."""
+    if not isinstance(value, str) or not _ONE_LINE.match(value) or not value.strip():
+        raise ValueError(
+            f"must be one line of letters, digits, spaces and :*,./~+- (at most 200), got {value!r}"
+        )
+    return value
 
 
 def mapping(value: object) -> dict:

@@ -79,7 +79,8 @@ def test_apply_creates_skeleton_then_second_apply_changes_nothing(node1):
         ["primary", "--force", "web"],
         ["secondary", "web"],
     ]
-    assert node1.systemctl_calls() == [["daemon-reload"]]
+    # the online verify timer is started once, when it is first enabled
+    assert node1.systemctl_calls() == [["daemon-reload"], ["start", "kiss-drbd-verify.timer"]]
 
     # one lvs per run, plus one to confirm the LVs after creating them
     assert len(node1.lvs_calls()) == 1 + 3
@@ -89,7 +90,7 @@ def test_apply_creates_skeleton_then_second_apply_changes_nothing(node1):
     assert changed(second) == {}
     assert len(node1.lvs_calls()) == 1 + 3 + 1
     assert len(node1.drbd_calls()) == 14
-    assert node1.systemctl_calls() == [["daemon-reload"]]
+    assert node1.systemctl_calls() == [["daemon-reload"], ["start", "kiss-drbd-verify.timer"]]
 
     again = node1.apply("kiss.vms", test=True)
     assert changed(again) == {}
@@ -125,7 +126,8 @@ def test_rendered_files_match_expectations_and_differ_between_nodes_only_where_t
         for name, node in nodes.items()
     }
     differing = {p for p in files["node1"] if files["node1"][p] != files["node2"].get(p)}
-    assert differing == {drop_in}
+    # and the online verify service, which verifies the resources of the VMs at home there
+    assert differing == {drop_in, "etc/systemd/system/kiss-drbd-verify.service"}
     # the initial sync ran on each VM's primary_on node only
     assert ["primary", "--force", "db"] in node2.drbd_calls()
     assert ["primary", "--force", "db"] not in node1.drbd_calls()
@@ -219,5 +221,6 @@ def test_disabled_vm_is_disabled_not_stopped_and_its_files_kept(node1, site):
     assert not link.is_symlink()
     assert (node1.root / "etc/vm/web.conf").exists()
     assert "web" not in node1.file("etc/systemd/system/primary-vms.target.d/kisscluster-vms.conf")
-    assert node1.systemctl_calls() == [["daemon-reload"], ["daemon-reload"]]
+    started = ["start", "kiss-drbd-verify.timer"]
+    assert node1.systemctl_calls() == [["daemon-reload"], started, ["daemon-reload"]]
     assert all("stop" not in call for call in node1.systemctl_calls())

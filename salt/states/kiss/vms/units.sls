@@ -1,5 +1,7 @@
 # Active VMs are enabled (wanted by all-vms.target); primary-vms.target wants the VMs whose
 # primary_on is this node and conflicts with the others. Disabled VMs are disabled, not stopped.
+# kiss-drbd-verify.timer runs DRBD online verify of this node's VMs on the cluster's
+# verify_schedule (kisscluster/onlineverify.py).
 {%- from "kiss/map.jinja" import kiss with context %}
 {%- set node = grains["id"] %}
 {%- set vms = salt["pillar.get"]("kiss:vms", {}) %}
@@ -32,3 +34,20 @@ kiss-vms-units-primary-vms-target:
         node: {{ node | json }}
         wants: {{ vms | dictsort | selectattr("1.primary_on", "equalto", node) | map(attribute="0") | list | json }}
         conflicts: {{ vms | dictsort | rejectattr("1.primary_on", "equalto", node) | map(attribute="0") | list | json }}
+{%- set verify_units = salt["kiss.verify_units"](node, kiss) %}
+{%- for kind in ["service", "timer"] %}
+
+kiss-vms-units-drbd-verify-{{ kind }}:
+  file.managed:
+    - name: {{ kiss.root }}{{ kiss.systemd_dir }}/kiss-drbd-verify.{{ kind }}
+    - contents: {{ verify_units[kind] | json }}
+    - makedirs: True
+    - mode: "0644"
+{%- endfor %}
+
+kiss-vms-units-drbd-verify-timer-enabled:
+  file.symlink:
+    - name: {{ kiss.root }}{{ kiss.systemd_dir }}/timers.target.wants/kiss-drbd-verify.timer
+    - target: ../kiss-drbd-verify.timer
+    - makedirs: True
+    - force: True
