@@ -119,7 +119,10 @@ def _witness(listen: str, port: int, secret_file: Path) -> int:
 def _handler(args: argparse.Namespace) -> int:
     from kisscluster.heartbeat import fence
 
-    _journal_logging()
+    if args.command == "fence-then":
+        configure_logging()  # run by the daemon: its stderr is the daemon's, in the journal
+    else:
+        _journal_logging()
     try:
         if args.command == "fence-peer":
             return fence.fence_peer(args.config, args.run_dir)
