@@ -14,6 +14,8 @@ from typing import Any
 
 from kisscluster import lvm, names
 
+BY_RES = "/dev/drbd/by-res"
+BM_SECTORS_PER_EXTENT = 1 << (24 - 9)  # one bitmap sector covers 16 MiB
 _PROC_VOLUME = re.compile(
     r"^\s*(?P<minor>\d+): cs:(?P<cs>\S+) ro:(?P<role>[^/\s]+)/(?P<peer_role>\S+) "
     r"ds:(?P<disk>[^/\s]+)/(?P<peer_disk>\S+)\s+(?:[ABC]\s+)?(?P<io>[rs])"
@@ -113,13 +115,40 @@ def adjust_command(drbdadm: str, resource: str) -> list[str]:
     return [drbdadm, "adjust", names.validate_vm_name(resource)]
 
 
-def primary_force_command(drbdadm: str, resource: str) -> list[str]:
-    """Declare this node's data good: the initial sync runs from here to the peer."""
-    return [drbdadm, "primary", "--force", names.validate_vm_name(resource)]
+def _target(resource: str, volume: int | None) -> str:
+    """A whole resource, or one of its volumes (`RES/VOL`)."""
+    return names.validate_vm_name(resource) if volume is None else resource_volume(resource, volume)
 
 
-def secondary_command(drbdadm: str, resource: str) -> list[str]:
-    return [drbdadm, "secondary", names.validate_vm_name(resource)]
+def primary_force_command(drbdadm: str, resource: str, volume: int | None = None) -> list[str]:
+    """Declare this node's data good: the initial sync runs from here to the peer. DRBD 8.4's
+    `--force` (`--overwrite-data-of-peer` is its old alias in drbd-utils' v84 drbdsetup)."""
+    return [drbdadm, "primary", "--force", _target(resource, volume)]
+
+
+def secondary_command(drbdadm: str, resource: str, volume: int | None = None) -> list[str]:
+    return [drbdadm, "secondary", _target(resource, volume)]
+
+
+def resize_command(drbdadm: str, resource: str, volume: int) -> list[str]:
+    """Grow a volume to the smaller of its two backing LVs (DRBD 8.4 needs a Primary and the
+    peer connected; with the peer's LV not grown yet it keeps its size and tells the peer)."""
+    return [drbdadm, "resize", resource_volume(resource, volume)]
+
+
+def by_res_path(resource: str, volume: int) -> str:
+    """The udev link of a volume's device: what qemu opens (kisscluster.vmconf)."""
+    return f"{BY_RES}/{names.validate_vm_name(resource)}/{int(volume)}"
+
+
+def usable_bytes(lv_bytes: int, al_sectors: int = 64) -> int:
+    """The largest device DRBD 8.4 makes of an LV with internal metadata: the LV less the
+    bitmap (one sector per 16 MiB, in 4 KiB steps), the 4 KiB superblock and the 32 KiB activity
+    log (`drbd_md_set_sector_offsets` and `drbd_get_max_capacity` in LINBIT's drbd-8.4)."""
+    sectors = (lv_bytes // 512) & ~7
+    bitmap = -(-(lv_bytes // 512) // BM_SECTORS_PER_EXTENT)
+    metadata = -(-bitmap // 8) * 8 + 8 + al_sectors
+    return max(sectors - metadata, 0) * 512
 
 
 def dump_command(drbdadm: str, config_file: Path | str) -> list[str]:

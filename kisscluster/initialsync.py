@@ -14,6 +14,11 @@ emptiness over the peer's. So the new copy first waits a moment for its peer, an
 * no connection within the wait: the peer has no such resource up. kiss-configure applies the
   primary first and the peer after it, and checks first that the peer answers, so on a first
   roll-out the peer has not created its copy yet: both are new, force it here.
+
+A disk added to an existing VM is one new volume of a running resource (kisscluster.disks),
+forced the same way on the node where the resource is Primary: the peer's copy of that volume
+is new too (connected, Inconsistent), or not there yet (the peer's run, after this one, creates
+it; DRBD marks the absent copy Outdated and syncs into it once it is attached).
 """
 
 import subprocess
@@ -51,29 +56,48 @@ def _must(argv: list[str]) -> None:
         )
 
 
-def initial_sync(drbdadm: str, resource: str, wait: float = CONNECT_WAIT) -> str:
-    """Start the initial sync of `resource` from here unless the peer holds its data; what was
-    done, as a line for the operator."""
-    resource = names.validate_vm_name(resource)
+# Five parameters: the resource, or one volume of it, and what to do once forced.
+def initial_sync(
+    drbdadm: str,
+    resource: str,
+    wait: float = CONNECT_WAIT,
+    volume: int | None = None,
+    keep_primary: bool = False,
+) -> str:
+    """Start the initial sync of `resource` (or of its `volume` only) from here unless the peer
+    holds its data; what was done, as a line for the operator. `keep_primary`: the volume stays
+    Primary, as the rest of a resource whose VM runs here."""
+    target = (
+        names.validate_vm_name(resource)
+        if volume is None
+        else drbd.resource_volume(resource, volume)
+    )
     deadline = time.monotonic() + wait
     while True:
-        peer_disks = [d.partition("/")[2] for d in _states(drbdadm, "dstate", resource)]
+        peer_disks = [d.partition("/")[2] for d in _states(drbdadm, "dstate", target)]
         decision = decide(peer_disks)
         if decision is not None or time.monotonic() >= deadline:
             break
         time.sleep(POLL)
     if decision == "from-peer":
         return (
-            f"{resource}: the peer holds its data ({', '.join(peer_disks)}): this new copy is its "
+            f"{target}: the peer holds its data ({', '.join(peer_disks)}): this new copy is its "
             "sync target, nothing forced"
         )
-    _must(drbd.primary_force_command(drbdadm, resource))
-    _must(drbd.secondary_command(drbdadm, resource))
+    _must(drbd.primary_force_command(drbdadm, resource, volume))
+    if not keep_primary:
+        _must(drbd.secondary_command(drbdadm, resource, volume))
     why = "the peer's copy is new too" if decision == "force" else "no peer copy is up"
-    return f"{resource}: initial sync started from this node ({why})"
+    return f"{target}: initial sync started from this node ({why})"
 
 
 def command(drbdadm: str, resource: str) -> list[str]:
     """The command kiss.drbd_initial_sync runs, in Salt's Python (which has kisscluster)."""
     return [sys.executable, "-m", "kisscluster.unitctl", "initial-sync", "--drbdadm", drbdadm,
             names.validate_vm_name(resource)]  # fmt: skip
+
+
+def volume_command(drbdadm: str, resource: str, volume: int, keep_primary: bool) -> list[str]:
+    """The command kiss.drbd_volume_sync runs: the initial sync of one new volume."""
+    return [*command(drbdadm, resource), "--volume", str(int(volume)),
+            *(["--keep-primary"] if keep_primary else [])]  # fmt: skip

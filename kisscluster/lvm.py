@@ -1,6 +1,6 @@
-"""LVM for VM disks: command builders and the parser of `lvs --reportformat json`.
+"""LVM for VM disks: command builders and the parsers of `lvs`/`vgs --reportformat json`.
 
-Only creation lives here: kiss.vms never shrinks or removes a logical volume.
+Creation and growth live here: kiss.vms never shrinks or removes a logical volume.
 """
 
 import json
@@ -29,6 +29,27 @@ def lvcreate_command(lvcreate: str, volume_group: str, name: str, size_bytes: in
     if size_bytes <= 0:
         raise ValueError(f"size of {name} must be positive, got {size_bytes}")
     return [lvcreate, "--yes", "--name", name, "--size", f"{size_bytes}b", volume_group]
+
+
+def lvextend_command(lvextend: str, volume_group: str, name: str, size_bytes: int) -> list[str]:
+    """Grow `volume_group/name` to `size_bytes` (LVM rounds up to whole extents)."""
+    if size_bytes <= 0:
+        raise ValueError(f"size of {name} must be positive, got {size_bytes}")
+    return [lvextend, "--size", f"{size_bytes}b", f"{volume_group}/{name}"]
+
+
+def extent_size_command(vgs: str, volume_group: str) -> list[str]:
+    return [vgs, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_extent_size",
+            volume_group]  # fmt: skip
+
+
+def parse_extent_size(text: str) -> int:
+    """The extent size in bytes, from the output of `extent_size_command`."""
+    try:
+        (row,) = [row for part in json.loads(text)["report"] for row in part.get("vg", [])]
+        return int(row["vg_extent_size"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LvmError(f"cannot read the output of vgs ({exc}): {text[:200]!r}") from exc
 
 
 def parse_lvs(text: str) -> dict[str, int]:

@@ -4,52 +4,20 @@ A VM is *new* on this node when its root LV does not exist yet. Only then, after
 LVs, does the node write DRBD metadata (on each volume whose LV this run creates), bring the
 resource up, and - on the VM's `primary_on` node only - start the initial sync from here, unless
 the peer holds the VM's data (kisscluster.initialsync: a rebuilt node's new copy syncs from the
-peer instead). A VM whose root LV exists never gets metadata or an initial sync again, whatever
-else changed: a missing extra disk is created and reported for
-the operator, a size larger than the LV is reported, and nothing is ever shrunk or removed.
+peer instead). A VM whose root LV exists is kisscluster.disks's: a new extra disk, a larger
+size; its existing volumes never get metadata or a forced sync again, and nothing is ever shrunk
+or removed.
 
-Each step names the `kiss.*` execution function that acts and its arguments; the state
-`kiss.vm_disks` only decides (this plan) and calls them.
+Each step (kisscluster.steps) names the `kiss.*` execution function that acts and its
+arguments; the state `kiss.vm_disks` only decides (this plan) and calls them.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kisscluster import drbd, initialsync, lvm, names
-from kisscluster.inventory import format_size
-
-
-@dataclass(frozen=True)
-class Programs:
-    lvcreate: str
-    drbdadm: str
-
-
-#: The execution functions a step may call (salt/_modules/kiss.py), each with the builder of the
-#: command it runs; function and builder take the same keyword arguments.
-COMMANDS: dict[str, Callable[..., list[str]]] = {
-    "lv_create": lvm.lvcreate_command,
-    "drbd_create_md": drbd.create_md_command,
-    "drbd_adjust": drbd.adjust_command,
-    "drbd_initial_sync": initialsync.command,
-}
-
-
-@dataclass(frozen=True)
-class Step:
-    """`kiss.<function>(**kwargs)`; `what` names the step in changes and failure messages;
-    `tells`: what the function returns is for the operator."""
-
-    what: str
-    function: str
-    kwargs: Mapping[str, Any]
-    tells: bool = False
-
-    @property
-    def argv(self) -> tuple[str, ...]:
-        """The command the step runs."""
-        return tuple(COMMANDS[self.function](**self.kwargs))
+from kisscluster import disks, lvm, names
+from kisscluster.steps import Programs, Step
 
 
 @dataclass(frozen=True)
@@ -60,26 +28,26 @@ class Plan:
     notes: tuple[str, ...]
 
 
+# Six parameters: the VM, where it is planned, and what this node's LVM and DRBD say.
 def plan(
     vm: Mapping[str, Any],
     node: str,
     volume_group: str,
     existing_lvs: Mapping[str, int],
     programs: Programs,
+    observed: disks.Observed | None,
 ) -> Plan:
-    """The commands that bring one VM's disks to its pillar record on `node`."""
+    """The commands that bring one VM's disks to its pillar record on `node`. `observed`: what
+    DRBD and qemu say about the VM here, needed once its root LV exists (kisscluster.disks)."""
     name = names.validate_vm_name(vm["name"])
-    disks = sorted(vm["disks"], key=lambda d: int(d["volume"]))
-    steps, notes, created = _lv_steps(name, disks, volume_group, existing_lvs, programs)
     if lvm.lv_name(name, "root") in existing_lvs:
-        notes += [
-            f"volume {volume} of existing VM {name} got a new LV but no DRBD metadata: on both "
-            f"nodes run `drbdadm create-md {name}/{volume}` and `drbdadm adjust {name}`, "
-            "then let it sync from the node running the VM"
-            for volume in created
-        ]
+        if observed is None:
+            raise ValueError(f"VM {name} exists on {node}: its plan needs DRBD's and qemu's view")
+        steps, notes = disks.plan(vm, node, volume_group, existing_lvs, programs, observed)
         return Plan(name, False, tuple(steps), tuple(notes))
-    for disk in disks:
+    ordered = sorted(vm["disks"], key=lambda d: int(d["volume"]))
+    steps, notes, created = _lv_steps(name, ordered, volume_group, existing_lvs, programs)
+    for disk in ordered:
         volume = int(disk["volume"])
         if volume not in created:
             notes.append(
@@ -88,41 +56,23 @@ def plan(
             )
             continue
         metadata = {"drbdadm": programs.drbdadm, "resource": name, "volume": volume}
-        steps.append(Step(f"create DRBD metadata {name}/{volume}", "drbd_create_md", metadata))
+        steps.append(Step(f"create DRBD metadata {name}/{volume}", "kiss.drbd_create_md", metadata))
     resource = {"drbdadm": programs.drbdadm, "resource": name}
-    steps.append(Step(f"bring up DRBD resource {name}", "drbd_adjust", resource))
+    steps.append(Step(f"bring up DRBD resource {name}", "kiss.drbd_adjust", resource))
     if vm["primary_on"] == node:
         what = f"start the initial sync of {name} from {node} unless the peer holds its data"
-        steps.append(Step(what, "drbd_initial_sync", resource, tells=True))
+        steps.append(Step(what, "kiss.drbd_initial_sync", resource, tells=True))
     return Plan(name, True, tuple(steps), tuple(notes))
 
 
 def _lv_steps(
     name: str,
-    disks: list[Mapping[str, Any]],
+    ordered: list[Mapping[str, Any]],
     volume_group: str,
     existing_lvs: Mapping[str, int],
     programs: Programs,
 ) -> tuple[list[Step], list[str], list[int]]:
-    """The LVs to create, notes on those too small, and the volumes whose LV is created."""
-    steps: list[Step] = []
-    notes: list[str] = []
-    created: list[int] = []
-    for disk in disks:
-        lv = lvm.lv_name(name, disk["name"])
-        wanted = int(disk["size_bytes"])
-        if lv not in existing_lvs:
-            arguments = {"lvcreate": programs.lvcreate, "volume_group": volume_group, "name": lv,
-                         "size_bytes": wanted}  # fmt: skip
-            what = f"create LV {volume_group}/{lv} ({format_size(wanted)})"
-            steps.append(Step(what, "lv_create", arguments))
-            created.append(int(disk["volume"]))
-        elif existing_lvs[lv] < wanted:
-            notes.append(
-                f"LV {volume_group}/{lv} is {format_size(existing_lvs[lv])}, the VM file asks "
-                f"for {format_size(wanted)}; kiss.vms never grows a disk: grow it by hand "
-                f"with `lvextend -L {format_size(wanted)} {volume_group}/{lv}` on both nodes, "
-                f"then `drbdadm resize {name}/{int(disk['volume'])}` on one of them while "
-                "they are connected"
-            )
-    return steps, notes, created
+    """The LVs to create, no notes yet, and the volumes whose LV is created."""
+    missing = [d for d in ordered if lvm.lv_name(name, d["name"]) not in existing_lvs]
+    steps = [disks.create_lv_step(name, d, volume_group, programs) for d in missing]
+    return steps, [], [int(d["volume"]) for d in missing]

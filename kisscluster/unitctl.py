@@ -8,7 +8,8 @@ retry-failed -- ACTION  reset the failed vm@ and drbd-resource@ units and run AC
                       heartbeat's action for its state) to start them again; exits 3 if it did.
 initial-sync RESOURCE  kiss.vms on a VM's primary_on node, for a resource it just created: start
                       the initial sync from here unless the peer holds the data
-                      (kisscluster.initialsync).
+                      (kisscluster.initialsync); with --volume, one new volume of a running
+                      resource, forced only when the peer's copy of it is new too.
 powerdown VM PID      ask the guest to shut down (`system_powerdown` on the human monitor) and wait
                       for qemu PID to exit; systemd's TimeoutStopSec ends the wait with SIGTERM.
 """
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     sync_parser = commands.add_parser("initial-sync")
     sync_parser.add_argument("--drbdadm", default="drbdadm")
     sync_parser.add_argument("resource")
+    sync_parser.add_argument("--volume", type=int, help="only this new volume of the resource")
+    sync_parser.add_argument("--keep-primary", action="store_true")
     retry_parser = commands.add_parser("retry-failed")
     retry_parser.add_argument("action", nargs="+")
     args = parser.parse_args(argv)
@@ -134,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "retry-failed":
             return retry_failed(args.action)
         if args.command == "initial-sync":
-            print(initialsync.initial_sync(args.drbdadm, args.resource), flush=True)
+            said = initialsync.initial_sync(
+                args.drbdadm, args.resource, volume=args.volume, keep_primary=args.keep_primary
+            )
+            print(said, flush=True)
             return 0
         return powerdown(args.run_dir, args.vm, args.pid)
     except (ValueError, OSError, RuntimeError) as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from kisscluster import names
+from kisscluster import drbd, names
 from kisscluster.inventory.values import is_keyboard_layout
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
@@ -71,7 +71,7 @@ def context(vm: Mapping[str, Any], keyboard: str, settings: Mapping[str, Any]) -
             {
                 "volume": int(disk["volume"]),
                 "disk": names.validate_disk_name(disk["name"]),
-                "device": f"/dev/drbd/by-res/{name}/{int(disk['volume'])}",
+                "device": drbd.by_res_path(name, int(disk["volume"])),
             }
             for disk in sorted(vm["disks"], key=lambda d: int(d["volume"]))
         ],

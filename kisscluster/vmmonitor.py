@@ -1,6 +1,7 @@
 """kiss-vm-monitor VM ACTION: a VM's power button, pause, CD-ROM and screen, through the QMP
 socket of its qemu (`<run_dir>/<vm>.qmp`, which every template opens) on the node that runs it.
 kiss-console VM: where to reach its screen (VNC) and its serial console.
+kiss.vms asks it the sizes of a running VM's drives and grows them (`block_resize`).
 
 Run on either node: where the VM does not run, the command goes to the peer through the
 cluster's remote command (as kiss-configure reaches it), and a screendump is written there.
@@ -8,15 +9,16 @@ cluster's remote command (as kiss-configure reaches it), and a screendump is wri
 
 import argparse
 import json
+import os
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kisscluster import names
+from kisscluster import drbd, names
 
 RUN_DIR = Path("/run/kvm")
 VM_CONF_DIR = Path("/etc/vm")
@@ -117,6 +119,64 @@ def act(qmp: Qmp, action: str, argument: str | None) -> str:
         return f"screen written to {path} ({socket.gethostname()})"
     qmp.execute(command)
     return f"{command}: done"
+
+
+def _drives(qmp: Qmp, vm: str, volumes: Sequence[int], by_res: str) -> dict[int, dict[str, Any]]:
+    """Volume -> its drive in `query-block`, found by the DRBD device qemu opened: every template
+    opens `<by_res>/<vm>/<volume>` whatever id it gives the drive."""
+    paths = {f"{by_res}/{vm}/{int(volume)}": int(volume) for volume in volumes}
+    return {
+        paths[block["inserted"]["file"]]: block
+        for block in qmp.execute("query-block")
+        if block.get("inserted", {}).get("file") in paths
+    }
+
+
+def drive_sizes(
+    vm: str, volumes: Sequence[int], run_dir: Path = RUN_DIR, by_res: str = drbd.BY_RES
+) -> dict[int, int] | None:
+    """Volume -> the size in bytes qemu shows the guest; None when the VM does not run here."""
+    try:
+        qmp = Qmp(run_dir / f"{names.validate_vm_name(vm)}.qmp")
+    except MonitorError:
+        return None
+    try:
+        drives = _drives(qmp, vm, volumes, by_res)
+        return {v: int(d["inserted"]["image"]["virtual-size"]) for v, d in drives.items()}
+    finally:
+        qmp.close()
+
+
+def device_bytes(path: str) -> int:
+    """The size of the block device (or file) at `path`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def grow_drive(vm: str, volume: int, run_dir: Path = RUN_DIR, by_res: str = drbd.BY_RES) -> str:
+    """Tell qemu the size of the DRBD device behind the VM's drive `volume` (`block_resize`), so
+    the guest sees a grown disk without a restart; a line for the operator."""
+    qmp = Qmp(run_dir / f"{names.validate_vm_name(vm)}.qmp")
+    try:
+        drive = _drives(qmp, vm, [volume], by_res).get(int(volume))
+        if drive is None:
+            raise MonitorError(f"qemu has no drive on {by_res}/{vm}/{int(volume)}")
+        path = drive["inserted"]["file"]
+        shown, size = int(drive["inserted"]["image"]["virtual-size"]), device_bytes(path)
+        if size <= shown:
+            return f"{vm}: qemu already shows {path} as {shown} bytes"
+        target = (
+            {"device": drive["device"]}
+            if drive.get("device")
+            else {"node-name": drive["inserted"]["node-name"]}
+        )
+        qmp.execute("block_resize", size=size, **target)
+        return f"{vm}: qemu shows {path} as {size} bytes (was {shown}): the guest sees it now"
+    finally:
+        qmp.close()
 
 
 def monitor(vm: str, action: str, argument: str | None, run_dir: Path = RUN_DIR) -> str:

@@ -65,3 +65,19 @@ def test_no_peer_copy_up_within_the_wait_means_a_first_roll_out(tmp_path):
     assert "(no peer copy is up)" in said
     assert calls()[-2:] == [["primary", "--force", "web"], ["secondary", "web"]]
     assert len(calls()) >= 3  # it asked more than once before giving up waiting
+
+
+def test_a_new_volume_is_forced_only_when_the_peers_copy_of_it_is_new_too(tmp_path):
+    program, calls = drbdadm(tmp_path, "Inconsistent/Inconsistent")
+    said = initialsync.initial_sync(program, "db", wait=5, volume=3, keep_primary=True)
+    assert said == "db/3: initial sync started from this node (the peer's copy is new too)"
+    # the VM runs here: the volume stays Primary with the rest of its resource
+    assert calls() == [["dstate", "db/3"], ["primary", "--force", "db/3"]]
+
+
+def test_a_new_volume_the_peer_has_not_created_yet_syncs_into_it_later(tmp_path):
+    """The VM's node runs first: the peer's copy of the volume comes with the peer's run."""
+    program, calls = drbdadm(tmp_path, "Inconsistent/DUnknown")
+    said = initialsync.initial_sync(program, "db", wait=0.2, volume=3)
+    assert said == "db/3: initial sync started from this node (no peer copy is up)"
+    assert calls()[-2:] == [["primary", "--force", "db/3"], ["secondary", "db/3"]]

@@ -251,7 +251,8 @@ def make_pair(base: Path, sshd: SshServer, states: Path) -> Pair:
 #
 # What this host cannot do, and the seam used instead (the same as tests/states uses):
 # * device-mapper: each node's LVM runs for real on its own loop device with `activation = 0`
-#   (lvs and lvcreate are wrappers that only set LVM_SYSTEM_DIR), so LVs exist as metadata only;
+#   (lvs, vgs, lvcreate and lvextend are wrappers that only set LVM_SYSTEM_DIR), so LVs exist
+#   as metadata only;
 # * the DRBD module: drbdadm is a recorder that runs the real drbdadm-84 --dry-run in a UTS
 #   namespace named like the node, against the node's own drbd.conf under its root;
 # * systemd as PID 1: systemctl is a recorder.
@@ -303,18 +304,15 @@ def use_real_kiss_states(pair: Pair) -> list[str]:
         lvm_doc = "Real {} with this node's lvm.conf (loop device, no activation)."
         lookup = {
             "root": str(node.root),
-            "lvs": _script(
-                bin_dir / "lvs",
-                lvm_doc.format("lvs"),
-                log,
-                _LVM_BODY.format(conf=str(lvm_conf), real=shutil.which("lvs")),
-            ),
-            "lvcreate": _script(
-                bin_dir / "lvcreate",
-                lvm_doc.format("lvcreate"),
-                log,
-                _LVM_BODY.format(conf=str(lvm_conf), real=shutil.which("lvcreate")),
-            ),
+            **{
+                program: _script(
+                    bin_dir / program,
+                    lvm_doc.format(program),
+                    log,
+                    _LVM_BODY.format(conf=str(lvm_conf), real=shutil.which(program)),
+                )
+                for program in ("lvs", "vgs", "lvcreate", "lvextend")
+            },
             "drbdadm": _script(
                 bin_dir / "drbdadm",
                 f"Real drbdadm-84 --dry-run as host {node.name}.",

@@ -10,6 +10,8 @@ What this host cannot do, and the seam each fixture uses instead:
   `drbdadm-84 --dry-run` in a UTS namespace named like the node, against the files the states
   wrote, so drbdadm parses the config and the command but touches no device (`dstate`, which
   needs the kernel, is answered as two new copies);
+* what the DRBD module tells (/proc/drbd, /sys/block/drbd<minor>/size): kiss.vms reads them under
+  its `root`, where a test writes what DRBD would say (`Node.drbd_says`);
 * systemd as PID 1: `systemctl` is a recorder.
 The real run of all three is the lab's (the qemu lab issue).
 """
@@ -91,6 +93,18 @@ class Node:
     def lvs_calls(self) -> list[list[str]]:
         return _read_log(self.lvs_log)
 
+    def drbd_says(self, minors: dict[int, tuple[str, int]]) -> None:
+        """/proc/drbd and /sys/block under the root as DRBD 8.4 would show `minors` (minor ->
+        the `cs: ro: ds:` fields and the device size in bytes)."""
+        lines = ["version: 8.4.11 (api:1/proto:86-101)"]
+        for minor, (fields, size) in sorted(minors.items()):
+            lines.append(f" {minor}: {fields} C r-----")
+            sizes = self.root / f"sys/block/drbd{minor}"
+            sizes.mkdir(parents=True, exist_ok=True)
+            (sizes / "size").write_text(f"{size // 512}\n")
+        (self.root / "proc").mkdir(exist_ok=True)
+        (self.root / "proc/drbd").write_text("\n".join(lines) + "\n")
+
     def file(self, path: str) -> str:
         return (self.root / path.lstrip("/")).read_text(encoding="utf-8")
 
@@ -149,6 +163,8 @@ def make_node(base: Path, site: Path, name: str, vg: str = "vg0", vg_mib: int = 
         "systemctl": systemctl,
         "lvs": lvs,
         "lvcreate": shutil.which("lvcreate"),
+        "lvextend": shutil.which("lvextend"),
+        "vgs": shutil.which("vgs"),
         "python": sys.executable,
         "kissclusterd": kissclusterd,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kisstest import DRBDADM_84, unshare_uts
 
-from kisscluster import drbd, pillar, skeleton
+from kisscluster import drbd, initialsync, pillar, skeleton, steps
 
 NODE_FILES = Path(__file__).resolve().parents[2] / "salt/states/kiss/templates/node"
 
@@ -80,14 +80,14 @@ def test_ipv6_storage_addresses_are_bracketed_and_accepted(kiss, tmp_path):
 def test_new_vm_commands_are_what_drbdadm_84_would_run(kiss, tmp_path, node, syncs):
     config = write_resources(kiss, tmp_path)
     plan = skeleton.plan(
-        kiss["vms"]["db"], node, "vg0", {}, skeleton.Programs("lvcreate", DRBDADM_84)
+        kiss["vms"]["db"], node, "vg0", {}, steps.Programs("lvcreate", "lvextend", DRBDADM_84), None
     )
     drbd_steps = [list(s.argv) for s in plan.steps if s.argv[0] == DRBDADM_84]
     printed = [line for argv in drbd_steps for line in dry_run(config, node, argv)]
     for minor, lv in ((0, "db_root"), (1, "db_data"), (2, "db_logs")):
         assert f"drbdmeta {minor} v08 /dev/vg0/{lv} internal create-md --force" in printed
     assert any(" connect db ipv4:" in line for line in printed)
-    assert any(step.function == "drbd_initial_sync" for step in plan.steps) == syncs
+    assert any(step.function == "kiss.drbd_initial_sync" for step in plan.steps) == syncs
     # what the initial sync runs when both copies are new (kisscluster.initialsync)
     forcing = [
         drbd.primary_force_command(DRBDADM_84, "db"),
@@ -128,3 +128,27 @@ def test_global_common_conf_parses_with_the_resources(kiss, tmp_path):
         'after-resync-target "/usr/local/bin/kissclusterd notify after-resync-target";',
         'split-brain "/usr/local/bin/kissclusterd notify split-brain --mail root";',
     } <= settings
+
+
+def test_one_volume_commands_are_what_drbdadm_84_would_run(kiss, tmp_path):
+    """A new extra disk and a grown one touch their own minor only: create-md, primary --force,
+    secondary and resize of db/2 (minor 2) reach drbdmeta/drbdsetup for minor 2 alone."""
+    config = write_resources(kiss, tmp_path)
+    argvs = [
+        drbd.create_md_command(DRBDADM_84, "db", 2),
+        drbd.primary_force_command(DRBDADM_84, "db", 2),
+        drbd.secondary_command(DRBDADM_84, "db", 2),
+        drbd.resize_command(DRBDADM_84, "db", 2),
+    ]
+    printed = [dry_run(config, "node2", argv) for argv in argvs]
+    assert any("drbdmeta 2 v08 /dev/vg0/db_logs internal create-md --force" in line
+               for line in printed[0])  # fmt: skip
+    assert [line.split()[1:] for line in printed[1] + printed[2] + printed[3]] == [
+        ["primary", "2", "--force"],
+        ["secondary", "2"],
+        ["resize", "2"],
+        ["check-resize", "2"],  # records the backing size (/var/lib/drbd)
+    ]
+    assert initialsync.volume_command(DRBDADM_84, "db", 2, True)[-4:] == [
+        "db", "--volume", "2", "--keep-primary",
+    ]  # fmt: skip

@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from kisstest import salt_call
 
+from kisscluster import drbd, inventory
+
 EXPECTED = Path(__file__).parent / "expected"
 
 LV_SIZES = {
@@ -175,44 +177,83 @@ def test_a_resource_drbdadm_rejects_is_never_written(node1, tmp_path):
     assert resource.read_text() == good
 
 
-def test_existing_lvs_mean_no_metadata_and_no_forced_primary_whatever_changed(node1, site):
-    """A VM whose root LV exists never gets create-md or primary --force again."""
+def test_a_new_disk_and_a_grown_one_on_an_existing_vm_then_nothing_then_a_refused_shrink(
+    node1, site
+):
+    """db exists on node1 and runs there (after a failover): a disk added (LV, metadata of
+    volume 3 only, adjust, its sync from here) and one grown (lvextend, drbdadm resize); the
+    test run shows each step and does none; the real run's changes are the same; existing
+    volumes get no metadata and no forced sync; applied again, nothing; a smaller size fails
+    and runs nothing."""
     assert_all_succeeded(node1.apply("kiss.vms"))
     calls_before = len(node1.drbd_calls())
+    running_here = "cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"
+    node1.drbd_says({m: (running_here, drbd.usable_bytes(LV_SIZES[lv]))
+                     for m, lv in ((0, "db_root"), (1, "db_data"), (2, "db_logs"))})  # fmt: skip
     db = site / "vm-config/example/db.yml"
     spec = yaml.safe_load(db.read_text())
     spec["more_disks"].append({"name": "scratch", "size": "8M"})
     spec["more_disks"][0]["size"] = "48M"
     db.write_text(yaml.safe_dump(spec))
-    from kisscluster import inventory
-
     inventory.run(site)
 
     preview = node1.apply("kiss.vms", test=True)
-    assert planned_steps(preview, "db") == ["create LV vg0/db_scratch (8M)"]
+    assert planned_steps(preview, "db") == [
+        "grow LV vg0/db_data to 48M",
+        "create LV vg0/db_scratch (8M)",
+        "create DRBD metadata db/3 (this volume only)",
+        "add the new volumes to DRBD resource db",
+        "start the initial sync of db/3 from here unless the peer's copy has data",
+        "resize DRBD volume db/1",
+    ]
+    assert preview[SKELETON.format("db")]["result"] is None
+    assert (
+        "VM db sees its new disk scratch (volume 3) after its next start"
+        in (preview[SKELETON.format("db")]["comment"])
+    )
+    assert node1.vg.lvs() == LV_SIZES and len(node1.drbd_calls()) == calls_before
 
     results = node1.apply("kiss.vms")
     assert_all_succeeded(results)
     db_ret = results[SKELETON.format("db")]
-    # the same changes as the preview's: each step and its command
     assert db_ret["changes"] == preview[SKELETON.format("db")]["changes"]
-    assert db_ret["changes"] == {
-        "create LV vg0/db_scratch (8M)": f"{node1.lookup['lvcreate']} --yes --name db_scratch "
-        "--size 8388608b vg0"
-    }
-    assert any("`lvextend -L 48M vg0/db_data` on both" in w for w in db_ret["warnings"])
-    assert any("`drbdadm resize db/1` on one" in w for w in db_ret["warnings"])
-    assert any("drbdadm create-md db/3" in w for w in db_ret["warnings"])
-    assert node1.vg.lvs()["db_data"] == 32 << 20  # reported, not grown
-    assert len(node1.drbd_calls()) == calls_before
+    assert db_ret["changes"]["grow LV vg0/db_data to 48M"] == (
+        f"{node1.lookup['lvextend']} --size {48 << 20}b vg0/db_data"
+    )
+    assert node1.vg.lvs() == dict(LV_SIZES, db_data=48 << 20, db_scratch=8 << 20)
+    # the stand-in answers dstate as two new copies: db/3 is forced and stays Primary with the
+    # rest of the resource (the VM runs here); volumes 0-2 are never touched
+    assert node1.drbd_calls()[calls_before:] == [
+        ["--force", "create-md", "db/3"],
+        ["adjust", "db"],
+        ["dstate", "db/3"],
+        ["primary", "--force", "db/3"],
+        ["resize", "db/1"],
+    ]
     assert "volume 3 {" in node1.file("etc/drbd.d/db.res")
+
+    # DRBD as the peer's run leaves it: the new volume synced, volume 1 grown on both nodes
+    node1.drbd_says({m: (running_here, drbd.usable_bytes(size)) for m, size in
+                     ((0, 64 << 20), (1, 48 << 20), (2, 16 << 20), (3, 8 << 20))})  # fmt: skip
+    assert changed(node1.apply("kiss.vms")) == {}
+    assert changed(node1.apply("kiss.vms", test=True)) == {}
+
+    spec["more_disks"][0]["size"] = "16M"
+    db.write_text(yaml.safe_dump(spec))
+    inventory.run(site)
+    calls = len(node1.drbd_calls())
+    refused = node1.apply("kiss.vms")[SKELETON.format("db")]
+    assert refused["result"] is False
+    assert (
+        "asks for 16M, LV vg0/db_data holds 48M: kisscluster never shrinks a disk"
+        in (refused["comment"])
+    )
+    assert node1.vg.lvs()["db_data"] == 48 << 20 and len(node1.drbd_calls()) == calls
 
 
 def test_disabled_vm_is_disabled_not_stopped_and_its_files_kept(node1, site):
     assert_all_succeeded(node1.apply("kiss.vms"))
     (site / "vm-config/example/web.yml").rename(site / "vm-config/example/web.yml.off")
-    from kisscluster import inventory
-
     inventory.run(site)
     results = node1.apply("kiss.vms")
     assert_all_succeeded(results)

@@ -1,17 +1,17 @@
 """The decision kiss.vms makes per VM and node: new LV -> create-md -> adjust -> initial sync on
-primary_on only, and nothing of DRBD for a VM whose root LV exists. Pure logic on the real
-pillar of the example site; the commands it yields are run against real drbdadm in test_drbd.py
-and through Salt in test_kiss_vms.py."""
+primary_on only; a VM whose root LV exists is kisscluster.disks's (tests/test_disks.py). Pure
+logic on the real pillar of the example site; the commands it yields are run against real
+drbdadm in test_drbd.py and through Salt in test_kiss_vms.py."""
 
 import sys
 
 import pytest
 
-from kisscluster import pillar, skeleton
+from kisscluster import disks, pillar, skeleton
 
 pytestmark = pytest.mark.fast
 
-PROGRAMS = skeleton.Programs(lvcreate="lvcreate", drbdadm="drbdadm")
+PROGRAMS = skeleton.Programs(lvcreate="lvcreate", lvextend="lvextend", drbdadm="drbdadm")
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def whats(plan: skeleton.Plan) -> list[str]:
 
 
 def test_fresh_primary_node_creates_lvs_metadata_and_starts_the_sync(vms):
-    plan = skeleton.plan(vms["db"], "node2", "vg0", {}, PROGRAMS)
+    plan = skeleton.plan(vms["db"], "node2", "vg0", {}, PROGRAMS, None)
     assert plan.new_vm
     assert whats(plan) == [
         "create LV vg0/db_root (64M)",
@@ -47,29 +47,24 @@ def test_fresh_primary_node_creates_lvs_metadata_and_starts_the_sync(vms):
 
 
 def test_fresh_peer_node_never_starts_the_initial_sync(vms):
-    plan = skeleton.plan(vms["db"], "node1", "vg0", {}, PROGRAMS)
+    plan = skeleton.plan(vms["db"], "node1", "vg0", {}, PROGRAMS, None)
     assert whats(plan)[-1] == "bring up DRBD resource db"
-    assert not any(step.function == "drbd_initial_sync" for step in plan.steps)
+    assert not any(step.function == "kiss.drbd_initial_sync" for step in plan.steps)
 
 
-def test_existing_vm_gets_nothing_of_drbd_whatever_else_changed(vms):
-    existing = {"db_root": 64 << 20, "db_data": 16 << 20}  # data smaller, logs missing
-    plan = skeleton.plan(vms["db"], "node2", "vg0", existing, PROGRAMS)
-    assert not plan.new_vm
-    assert whats(plan) == ["create LV vg0/db_logs (16M)"]
-    assert any("db_data is 16M" in note and "lvextend -L 32M" in note for note in plan.notes)
-    assert any("drbdadm create-md db/2" in note for note in plan.notes)
-
-
-def test_all_lvs_present_means_no_step_and_bigger_lvs_are_fine(vms):
-    existing = {"db_root": 1 << 30, "db_data": 32 << 20, "db_logs": 16 << 20}
-    plan = skeleton.plan(vms["db"], "node2", "vg0", existing, PROGRAMS)
-    assert plan.steps == () and plan.notes == ()
+def test_an_existing_vm_is_planned_from_what_drbd_says_and_needs_it(vms):
+    existing = {"db_root": 64 << 20, "db_data": 32 << 20, "db_logs": 16 << 20}
+    with pytest.raises(ValueError, match="needs DRBD's and qemu's view"):
+        skeleton.plan(vms["db"], "node2", "vg0", existing, PROGRAMS, None)
+    plan = skeleton.plan(
+        vms["db"], "node2", "vg0", existing, PROGRAMS, disks.Observed(4 << 20, {}, None, "/run")
+    )
+    assert not plan.new_vm and plan.steps == () and plan.notes == ()
 
 
 def test_new_root_beside_a_leftover_data_lv_keeps_its_metadata(vms):
     """create-md only ever touches an LV this run created."""
-    plan = skeleton.plan(vms["db"], "node2", "vg0", {"db_data": 32 << 20}, PROGRAMS)
+    plan = skeleton.plan(vms["db"], "node2", "vg0", {"db_data": 32 << 20}, PROGRAMS, None)
     assert "create DRBD metadata db/1" not in whats(plan)
     assert {"create DRBD metadata db/0", "create DRBD metadata db/2"} <= set(whats(plan))
     assert any("db_data already existed" in note for note in plan.notes)
@@ -78,4 +73,4 @@ def test_new_root_beside_a_leftover_data_lv_keeps_its_metadata(vms):
 def test_names_are_validated_before_they_reach_a_command(vms):
     bad = dict(vms["web"], name="web;reboot")
     with pytest.raises(ValueError, match="safe identifier"):
-        skeleton.plan(bad, "node1", "vg0", {}, PROGRAMS)
+        skeleton.plan(bad, "node1", "vg0", {}, PROGRAMS, None)

@@ -102,3 +102,40 @@ def test_the_console_names_the_vnc_port_and_the_serial_socket(tmp_path, capsys):
     assert "VNC 0.0.0.0:5912" in vmmonitor.console("old", "node2", tmp_path)
     with pytest.raises(vmmonitor.MonitorError, match="is db a VM here"):
         vmmonitor.console("db", "node1", tmp_path)
+
+
+def test_a_grown_device_is_told_to_qemu_and_the_guest_sees_it(tmp_path):
+    """kiss.vms's block_resize: qemu opened the VM's disk through its by-res link (here a link in
+    tmp_path to an image file standing in for the DRBD device); the device grows, qemu is told."""
+    image = tmp_path / "web-0.img"
+    image.write_bytes(b"\0" * (64 << 20))
+    by_res = tmp_path / "by-res"
+    (by_res / "web").mkdir(parents=True)
+    (by_res / "web/0").symlink_to(image)
+    process = subprocess.Popen(
+        ["qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-display", "none", "-S",
+         "-qmp", f"unix:{tmp_path}/web.qmp,server=on,wait=off",
+         "-drive", f"file={by_res}/web/0,if=none,id=drive0,format=raw",
+         "-device", "virtio-blk-pci,drive=drive0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "web.qmp").exists():
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "qemu did not open its QMP socket"
+            time.sleep(0.1)
+        sizes = vmmonitor.drive_sizes("web", [0, 1], tmp_path, str(by_res))
+        assert sizes == {0: 64 << 20}
+        assert "already shows" in vmmonitor.grow_drive("web", 0, tmp_path, str(by_res))
+        with image.open("r+b") as handle:
+            handle.truncate(96 << 20)
+        said = vmmonitor.grow_drive("web", 0, tmp_path, str(by_res))
+        assert said.endswith(f"as {96 << 20} bytes (was {64 << 20}): the guest sees it now")
+        assert vmmonitor.drive_sizes("web", [0], tmp_path, str(by_res)) == {0: 96 << 20}
+        with pytest.raises(vmmonitor.MonitorError, match="no drive on"):
+            vmmonitor.grow_drive("web", 1, tmp_path, str(by_res))
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert vmmonitor.drive_sizes("web", [0], tmp_path, str(by_res)) is None  # not running

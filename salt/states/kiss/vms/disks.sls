@@ -1,6 +1,7 @@
 # Per active VM: its DRBD resource file (checked by drbdadm before it is written), then its LVs
-# and - for a VM new on this node only - DRBD metadata, bring-up and, on its primary_on node,
-# the initial sync.
+# and - for a VM new on this node - DRBD metadata, bring-up and, on its primary_on node, the
+# initial sync; for a VM that exists here, a new disk's volume or a grown disk
+# (kisscluster.disks).
 {%- from "kiss/map.jinja" import kiss, cluster with context %}
 {%- for name, vm in salt["pillar.get"]("kiss:vms", {}) | dictsort %}
 
@@ -18,9 +19,14 @@ kiss-vms-disks-{{ name }}-lvs-and-drbd:
     - name: {{ name }}
     - vm: {{ vm | json }}
     - cluster: {{ cluster | json }}
-    - lvs: {{ kiss.lvs }}
-    - lvcreate: {{ kiss.lvcreate }}
-    - drbdadm: {{ kiss.drbdadm }}
+    - programs:
+        lvs: {{ kiss.lvs }}
+        vgs: {{ kiss.vgs }}
+        lvcreate: {{ kiss.lvcreate }}
+        lvextend: {{ kiss.lvextend }}
+        drbdadm: {{ kiss.drbdadm }}
+    - run_dir: {{ kiss.run_dir }}
+    - root: {{ kiss.root or "/" }}
     - require:
       - file: kiss-vms-disks-{{ name }}-drbd-resource
 {%- endfor %}
