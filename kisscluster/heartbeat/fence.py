@@ -252,7 +252,8 @@ def fence_silent_peer(config: Config, identity: Identity, run_dir: Path) -> bool
         heard = [t for t in status.read(run_dir)["last_heartbeat"].values() if t is not None]
     except (OSError, ValueError, KeyError):
         heard = []
-    silent_since = max(heard, default=0.0)
+    # Not knowing when the peer was last heard, no earlier power-off counts for this silence.
+    silent_since = max(heard, default=time.time())
     return power.fence_until_done(
         lambda: power.fence(device, config.fence_secret_file, run_dir, silent_since),
         lambda: not daemon_hears_peer(run_dir, dead_time),
