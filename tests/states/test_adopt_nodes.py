@@ -19,7 +19,9 @@ Files kiss.vms rewrites in another form are no change on the node when their eff
 * primary-vms.target: the original linked the VMs primary here into primary-vms.target.wants/
   and the others into primary-vms.target.conflicts/, a directory systemd does not read;
   kisscluster's drop-in must want the same VMs, and adds the conflicts the original meant.
-Writing a file, and the daemon-reload after a unit change, start or stop nothing.
+Writing a file, and the daemon-reload after a unit change, start or stop nothing. kisscluster
+adds one thing the original lacked: its DRBD online verify timer (kiss-verify), which reads the
+copies on a schedule and changes no resource, LV or VM: listed as added, not counted.
 """
 
 import re
@@ -35,7 +37,7 @@ from conftest import make_node, remove_loop_vg
 from kisstest import CHECKOUT
 from original_site import SYSTEMD, VG, example
 
-from kisscluster import inventory, paths
+from kisscluster import drbd, inventory, lvm, paths
 
 MEMBERS = [
     {"name": "node1", "prod_addr": "10.98.0.1", "stor_addr": "10.99.0.1"},
@@ -177,6 +179,20 @@ def adopted(tmp_path: Path):
                     capture_output=True,
                     timeout=60,
                 )
+            # What DRBD shows of the original's resources, all up and in sync (no DRBD module
+            # on this host: the seam of tests/states/conftest.py).
+            sizes = node.vg.lvs()
+            node.drbd_says(
+                {
+                    original.minors[vm.name] + volume: (
+                        "cs:Connected ro:Secondary/Secondary ds:UpToDate/UpToDate",
+                        drbd.usable_bytes(sizes[lvm.lv_name(vm.name, disk)]),
+                    )
+                    for vm in original.vms
+                    if vm.set_up
+                    for volume, disk in enumerate(["root", *(d.name for d in vm.more_disks)])
+                }
+            )
         yield original, site, nodes
     finally:
         for node in nodes:
@@ -190,6 +206,7 @@ def test_adopted_site_changes_no_drbd_resource_lv_or_vm_on_original_nodes(adopte
     active = {vm.name for vm in original.vms if vm.active}
     counted: list[str] = []  # DRBD, LV and VM changes: the figure for issue 13 (goal 0)
     explained: list[str] = []  # rewritten in another form, same effect (see the docstring)
+    added: list[str] = []  # what kisscluster adds beside the original's files
     for node in nodes:
         as_original = tmp_path / "as-original" / node.name
         lvs_before = node.vg.lvs()
@@ -200,7 +217,9 @@ def test_adopted_site_changes_no_drbd_resource_lv_or_vm_on_original_nodes(adopte
             counted += [f"{node.name}: {sid}: {w}" for w in warnings]
             if not ret["changes"]:
                 continue
-            if sid.endswith(("-drbd-resource", "-qemu-parameters")) or sid in (
+            if "-drbd-verify-" in sid:  # kisscluster's weekly online verify: reads, changes none
+                added.append(f"{node.name}: {sid}")
+            elif sid.endswith(("-drbd-resource", "-qemu-parameters")) or sid in (
                 "kiss-vms-units-primary-vms-target",
                 "kiss-vms-reload-systemd-daemon-reload",
             ):
@@ -240,9 +259,11 @@ def test_adopted_site_changes_no_drbd_resource_lv_or_vm_on_original_nodes(adopte
     print(
         f"\nissue 13: {len(counted)} DRBD/LV/VM changes; rewritten with the same effect:",
         *explained,
+        "added:",
+        *added,
         sep="\n  ",
     )
-    assert counted == []
+    assert counted == [], "\n".join(counted)
     # The files kiss.vms rewrites are there to be compared: every active VM's on both nodes.
     assert {e.split(": ")[1] for e in explained} >= {
         f"kiss-vms-disks-{vm}-drbd-resource" for vm in active

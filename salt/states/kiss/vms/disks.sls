@@ -16,7 +16,7 @@ kiss-vms-disks-{{ name }}-drbd-resource:
 
 kiss-vms-disks-{{ name }}-lvs-and-drbd:
   kiss.vm_disks:
-    - name: {{ name }}
+    - name: {{ name | json }}  # quoted: a VM may be called `off`
     - vm: {{ vm | json }}
     - cluster: {{ cluster | json }}
     - programs:
