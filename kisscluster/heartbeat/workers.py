@@ -28,6 +28,7 @@ ANSWER_MEMORY = 60.0  # seconds a final answer to an outdate request is remember
 # Seconds a "retry" answer is repeated without asking DRBD again: the asking side sends every
 # half second on both nets, and each look at DRBD takes a while on a slow node.
 RETRY_MEMORY = 1.0
+PING_RUN_LIMIT = 3  # intervals a ping may take to run before it counts as no reply
 
 
 def ping_command(address: Address, timeout: float) -> list[str]:
@@ -59,7 +60,9 @@ class Pinger(threading.Thread):
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                    timeout=interval,
+                    # The reply timeout is fping's own; a busy node may take longer than an
+                    # interval just to start it, and that is no silence of the switch.
+                    timeout=PING_RUN_LIMIT * interval,
                     check=False,
                 )
                 ok = done.returncode == 0
