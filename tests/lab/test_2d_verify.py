@@ -37,9 +37,6 @@ IDENTITY = ("-c", "user.name=lab", "-c", "user.email=lab@example.org")
 VERIFY_TIMEOUT = 300
 
 
-# ssh joins a command's words into one line for the guest's shell: every word here is one.
-
-
 def kiss_verify(lab: Lab, machine: Machine) -> tuple[int, dict[str, Any]]:
     done = machine.ssh(["kiss-verify", "--json"], timeout=VERIFY_TIMEOUT, check=False)
     assert done.stdout.strip(), done.stderr
@@ -90,6 +87,7 @@ def test_kiss_verify_is_clean_after_rollout_and_names_each_hand_made_difference(
         tree = f"refs/heads/{branch}^{{tree}}"
         other = lab.sh(lab.node2, "git", *IDENTITY, f"--git-dir={BARE}", "commit-tree", tree,
                        "-p", head, "-m", "made-by-hand-on-node2").strip()  # fmt: skip
+        # (one word: ssh joins the words into one line for the guest's shell)
         lab.sh(lab.node2, "git", f"--git-dir={BARE}", "update-ref", f"refs/heads/{branch}", other)
         code, report = kiss_verify(lab, lab.node1)
         assert code == 1 and ("", "git-bare", "site") in named(report), report
