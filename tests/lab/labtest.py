@@ -185,12 +185,16 @@ def _writes(state: dict[str, Any], other: dict[str, Any], volume: str) -> bool:
     sample of the peer taken at about the same time. Not when it is Secondary, nor when DRBD
     holds its I/O frozen (fencing), nor when it still believes itself Connected while the peer
     is a Primary that is not: with protocol C a write completes only once the peer acked it,
-    and a Primary peer is never connected to another Primary."""
+    and a Primary peer is never connected to another Primary. Nor when each sample shows its
+    node Connected to a Secondary peer: connected, DRBD allows one Primary at a time, so the two
+    samples were taken on either side of a handover, however much their intervals overlap."""
     mine, theirs = state.get("drbd", {}).get(volume, {}), other.get("drbd", {}).get(volume, {})
     if mine.get("role") != "Primary" or mine.get("io") == "s":
         return False
     stale_view = theirs.get("role") == "Primary" and theirs.get("cs") != "Connected"
-    return not (mine.get("cs") == "Connected" and stale_view)
+    handover = all(v.get("cs") == "Connected" and v.get("peer_role") == "Secondary"
+                   for v in (mine, theirs))  # fmt: skip
+    return not (mine.get("cs") == "Connected" and stale_view) and not handover
 
 
 def _vms(state: dict[str, Any], other: dict[str, Any]) -> set[str]:
