@@ -16,7 +16,9 @@ import git
 
 from kisscluster.configure.node import Node
 
-CONFIG_PATHS = ("vm-config", "pillar")
+# The site's own qemu parameter templates (vm-templates/, kisscluster.paths.template_dirs) are
+# optional: a site without them has the first two only.
+CONFIG_PATHS = ("vm-config", "pillar", "vm-templates")
 # Bytecode that Salt's py renderer leaves beside pillar/kiss.sls: never part of a site copy.
 IGNORED_IN_SITE = shutil.ignore_patterns("__pycache__", "*.pyc")
 #: Seconds any git command that may talk to another node gets before it is killed.
@@ -35,9 +37,10 @@ def one_line(error: object) -> str:
 
 
 def copy_site(source: Path, target: Path) -> None:
-    """Copy the site's CONFIG_PATHS from `source` into `target`."""
+    """Copy the site's CONFIG_PATHS (those it has) from `source` into `target`."""
     for part in CONFIG_PATHS:
-        shutil.copytree(source / part, target / part, ignore=IGNORED_IN_SITE)
+        if (source / part).is_dir():
+            shutil.copytree(source / part, target / part, ignore=IGNORED_IN_SITE)
 
 
 def open_site(node: Node) -> git.Repo:

@@ -107,7 +107,7 @@ def ensure_working_copy(
         ignore_file = site / ".gitignore"
         if not ignore_file.exists():
             ignore_file.write_text(SITE_GITIGNORE, encoding="utf-8")
-        repo.git.add("-A", "--", ".gitignore", *CONFIG_PATHS)
+        repo.git.add("-A", "--", ".gitignore", *(p for p in CONFIG_PATHS if (site / p).is_dir()))
         repo.index.commit(f"kiss-init: site seeded from {skeleton}")
         repo.create_remote("origin", str(node.bare))
         how = f"seeded from {skeleton}"

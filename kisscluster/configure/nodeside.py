@@ -72,11 +72,12 @@ def check(node: Node, commit: str) -> Outcome:
 
 
 def pack_candidate(candidate: Path) -> str:
-    """The candidate site (its pillar/ and vm-config/) as base64 text, to send to the peer."""
+    """The candidate site (its CONFIG_PATHS) as base64 text, to send to the peer."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for part in CONFIG_PATHS:
-            archive.add(candidate / part, arcname=part)
+            if (candidate / part).is_dir():
+                archive.add(candidate / part, arcname=part)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from kisscluster.configure import nodeside
+from kisscluster.configure import gitsite, nodeside
 
 pytestmark = pytest.mark.fast
 
 
 def test_a_site_round_trips(example_site: Path, tmp_path: Path):
+    """With the site's own VM templates too (an adopted site's vm-templates/)."""
+    (example_site / "vm-templates").mkdir()
+    (example_site / "vm-templates" / "gaia.conf.jinja").write_text("QEMU_ARGS=-m 64\n")
     text = nodeside.pack_candidate(example_site)
     into = nodeside.unpack_candidate(text, tmp_path / "candidate")
     for part in nodeside.CONFIG_PATHS:
@@ -64,3 +67,12 @@ def test_a_hostile_archive_is_refused_before_anything_is_written(tmp_path: Path,
         nodeside.unpack_candidate(archive(add), into)
     assert list(into.iterdir()) == []
     assert not (tmp_path / "kisscluster-owned").exists()
+
+
+def test_a_site_without_its_own_templates_round_trips_and_the_copy_has_none(
+    example_site: Path, tmp_path: Path
+):
+    into = nodeside.unpack_candidate(nodeside.pack_candidate(example_site), tmp_path / "c")
+    gitsite.copy_site(example_site, tmp_path / "copy")
+    for site in (into, tmp_path / "copy"):
+        assert (site / "pillar").is_dir() and not (site / "vm-templates").exists()
