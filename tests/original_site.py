@@ -1,6 +1,6 @@
 """A site of the original KISScluster (cmock/kisscluster) and what its Ansible role leaves on each
-node, written as the original writes them: test support for tests/states/test_adopt_nodes.py
-and tests/lab/test_5_adopt.py. Nothing here is the original's code; each format is derived from
+node, written as the original writes them: test support for tests/states/test_adopt_nodes.py.
+Nothing here is the original's code; each format is derived from
 reading it, and the file it comes from is named beside it:
 
 * node/roles/kisscluster-vms/helpers/kisscluster-vm-inventory (Perl): blocks of 4 minors, extra

@@ -1,7 +1,6 @@
 """The plan for the disks of a VM that exists on a node (kisscluster.disks): a new extra disk,
 a grown one, a refused shrink, nothing; which node resizes, syncs and tells qemu. Pure logic on
-the example site's pillar; the commands run through Salt in tests/states/test_kiss_vms.py and
-for real in tests/lab/test_2e_disks.py."""
+the example site's pillar; the commands run through Salt in tests/states/test_kiss_vms.py."""
 
 import pytest
 
