@@ -23,17 +23,17 @@ BANNER = "# Managed by Salt (kiss.vms) from the kiss pillar: local edits are ove
 COMMAND_TIMEOUT = 120
 
 
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+    )
+
+
 def check_schedule(schedule: str, systemd_analyze: str = "systemd-analyze") -> str:
     """`schedule` if systemd takes it as an OnCalendar event, else ValueError with its words."""
     if not isinstance(schedule, str) or not schedule.strip() or "\n" in schedule:
         raise ValueError(f"verify_schedule must be one line of OnCalendar syntax, got {schedule!r}")
-    done = subprocess.run(
-        [systemd_analyze, "calendar", schedule],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
+    done = _run([systemd_analyze, "calendar", schedule])
     if done.returncode != 0:
         reason = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
         raise ValueError(f"verify_schedule {schedule!r} is not a calendar event: {reason[-1]}")
@@ -85,25 +85,13 @@ def verify(drbdadm: str, resources: Sequence[str]) -> int:
     failed = 0
     for resource in resources:
         resource = names.validate_vm_name(resource)
-        state = subprocess.run(
-            [drbdadm, "cstate", resource],
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        state = _run([drbdadm, "cstate", resource])
         states = state.stdout.split()
         if state.returncode != 0 or not states or set(states) != {"Connected"}:
             shown = " ".join(states) or drbd.error_line(state.stderr)
             print(f"{resource}: not verified, not Connected ({shown})", flush=True)
             continue
-        done = subprocess.run(
-            [drbdadm, "verify", resource],
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        done = _run([drbdadm, "verify", resource])
         if done.returncode != 0:
             failed = 1
             print(f"{resource}: verify failed: {drbd.error_line(done.stderr)}", flush=True)

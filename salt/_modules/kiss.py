@@ -16,6 +16,7 @@ try:
     from kisscluster import lvm as _lvm
     from kisscluster import paths as _paths
     from kisscluster import pillar as _pillar
+    from kisscluster import saltcmd as _saltcmd
     from kisscluster import vmconf as _vmconf
     from kisscluster import vmmonitor as _vmmonitor
 
@@ -37,12 +38,7 @@ def _site(site):
 
 
 def _run(argv):
-    """Run `argv` (no shell); its stdout, or CommandExecutionError naming it and its stderr."""
-    result = __salt__["cmd.run_all"](list(argv), python_shell=False, ignore_retcode=True)
-    if result["retcode"] != 0:
-        output = (result["stderr"] or result["stdout"]).strip()
-        raise CommandExecutionError(f"{' '.join(argv)} exited {result['retcode']}: {output}")
-    return result["stdout"]
+    return _saltcmd.run(__salt__["cmd.run_all"], argv)
 
 
 def defaults():

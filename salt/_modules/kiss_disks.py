@@ -12,6 +12,7 @@ try:
     from kisscluster import drbd as _drbd
     from kisscluster import initialsync as _initialsync
     from kisscluster import lvm as _lvm
+    from kisscluster import saltcmd as _saltcmd
     from kisscluster import vmmonitor as _vmmonitor
 
     HAS_KISSCLUSTER = True
@@ -28,12 +29,7 @@ def __virtual__():
 
 
 def _run(argv):
-    """Run `argv` (no shell); its stdout, or CommandExecutionError naming it and its stderr."""
-    result = __salt__["cmd.run_all"](list(argv), python_shell=False, ignore_retcode=True)
-    if result["retcode"] != 0:
-        output = (result["stderr"] or result["stdout"]).strip()
-        raise CommandExecutionError(f"{' '.join(argv)} exited {result['retcode']}: {output}")
-    return result["stdout"]
+    return _saltcmd.run(__salt__["cmd.run_all"], argv)
 
 
 def lv_extend(volume_group, name, size_bytes, lvextend="lvextend"):
