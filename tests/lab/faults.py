@@ -135,6 +135,21 @@ def node1_vms_run_on_node2(lab: Lab, vms: dict[str, Any]) -> bool:
     return all(vm_running(state, vm) for vm, r in vms.items() if r["primary_on"] == "node1")
 
 
+@contextlib.contextmanager
+def links_cut(machine: Machine, nics: tuple[str, ...], seconds: float) -> Iterator[float]:
+    """`nics` of `machine` down for at least `seconds` (the body's time counts), and up again
+    however the body ends. Yields the moment of the cut (time.monotonic())."""
+    for nic in nics:
+        machine.set_link(nic, up=False)
+    cut_at = time.monotonic()
+    try:
+        yield cut_at
+        time.sleep(max(0.0, seconds - (time.monotonic() - cut_at)))
+    finally:
+        for nic in nics:
+            machine.set_link(nic, up=True)
+
+
 def protection_in_effect(lab: Lab, machine: Machine, witness: bool, power: bool) -> bool:
     shown = lab.ok(machine, "kissclusterd", "status", "--json") and json.loads(
         lab.sh(machine, "kissclusterd", "status", "--json")

@@ -21,6 +21,7 @@ from faults import (
     Markers,
     begin,
     check,
+    links_cut,
     mark_survivor_runs,
     node1_vms_run_on_node2,
     protection,
@@ -42,23 +43,7 @@ def no_fencing(rolled_out: Lab) -> Iterator[None]:
         yield
 
 
-# Both failed in one full lab run and were fixed after it (the stand-down now force-detaches
-# before it releases the frozen I/O; the fence-peer handler now waits fence_patience for a
-# peer known to live, however slowly it answers); each passed again on its own on a live lab.
-# Non-strict until a full run shows them passing: an XPASS in CI is the signal to drop this.
-STAND_DOWN_WINDOW = pytest.mark.xfail(
-    reason="a sample fell into the stand-down's moment of a Primary with running I/O beside "
-    "the peer's Primary (fixed since, not yet seen in a full run)",
-    strict=False,
-)
-FROZEN_AFTER_CUT = pytest.mark.xfail(
-    reason="the handler gave up at fence_timeout on a peer slow to answer and left the volume "
-    "frozen for the whole cut (fixed since, not yet seen in a full run)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize("seconds", [5, 20, pytest.param(60, marks=STAND_DOWN_WINDOW)])
+@pytest.mark.parametrize("seconds", [5, 20, 60])
 def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> None:
     """node1 stopped for `seconds` (SIGSTOP to its qemu), then resumed. A short hang moves
     nothing; a long one lets node2 take node1's VMs, and node1, resumed with its I/O frozen,
@@ -82,23 +67,17 @@ def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> N
     check(sampler, markers)
 
 
-@FROZEN_AFTER_CUT
 def test_a_cut_storage_link_outdates_the_peer_and_moves_nothing(rolled_out: Lab) -> None:
     lab = rolled_out
     vms, markers = begin(lab, "storage cut", "settled before the cut")
     with Sampler(lab) as sampler:
-        lab.node1.set_link(STORAGE_NIC, up=False)
-        cut_at = time.monotonic()
-        try:
+        with links_cut(lab.node1, (STORAGE_NIC,), 30):
             wait_until(
                 "each side's copy of the other's VMs Outdated",
                 lambda: stale_copies_outdated(lab, vms), 120,
             )  # fmt: skip
             for vm in vms:
                 markers.write(vm, DURING)  # written while the peer's copy is stale
-            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
-        finally:
-            lab.node1.set_link(STORAGE_NIC, up=True)
         took = settle(lab, vms, "settled after the storage link is back")
     lab.record("storage cut 30s: healed -> settled", took)
     check(sampler, markers)
@@ -165,16 +144,13 @@ def test_a_node_cut_off_from_everything_stands_down_and_its_peer_takes_over(
     with Sampler(lab) as sampler:
         watcher.start()
         try:
-            for nic in nics:
-                lab.node1.set_link(nic, up=False)
-            cut_at = time.monotonic()
-            took_over = wait_until(
-                "node2 runs node1's VMs", lambda: node1_vms_run_on_node2(lab, vms), TAKEOVER_TIMEOUT
-            )
-            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+            with links_cut(lab.node1, nics, 30):
+                took_over = wait_until(
+                    "node2 runs node1's VMs",
+                    lambda: node1_vms_run_on_node2(lab, vms),
+                    TAKEOVER_TIMEOUT,
+                )
         finally:
-            for nic in nics:
-                lab.node1.set_link(nic, up=True)
             stop.set()
             watcher.join()
         took = settle(lab, vms, "settled after node1 is back on the network")
@@ -213,20 +189,13 @@ def test_both_links_cut_while_both_reach_the_switch_is_the_documented_double_fau
     vms, markers = begin(lab, "both links cut", "settled before the cut")
     home = {vm: lab.node1 if r["primary_on"] == "node1" else lab.node2 for vm, r in vms.items()}
     with Sampler(lab) as sampler:
-        for nic in (STORAGE_NIC, PRODUCTION_NIC):
-            lab.node1.set_link(nic, up=False)
-        cut_at = time.monotonic()
-        try:
+        with links_cut(lab.node1, (STORAGE_NIC, PRODUCTION_NIC), 30):
             both = wait_until(
                 "both nodes run every VM", lambda: every_vm_on_both(lab, vms), TAKEOVER_TIMEOUT
             )
             for vm in vms:
                 markers.write(vm, DURING, home[vm])  # the side the operator keeps below
-            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
-        finally:
-            for nic in (STORAGE_NIC, PRODUCTION_NIC):
-                lab.node1.set_link(nic, up=True)
-            healed = time.monotonic()
+        healed = time.monotonic()
         wait_until("each VM at home, its resource StandAlone (split brain)",
                    lambda: apart_at_home(lab, vms), SETTLE_TIMEOUT)  # fmt: skip
         for vm in vms:

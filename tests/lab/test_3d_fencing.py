@@ -20,6 +20,7 @@ from faults import (
     TAKEOVER_TIMEOUT,
     begin,
     check,
+    links_cut,
     mark_survivor_runs,
     node1_vms_run_on_node2,
     protection,
@@ -85,10 +86,7 @@ def test_both_links_cut_with_a_witness_leaves_the_vms_with_the_lease_holder(
     with protection(lab, witness=True, power=False):
         vms, markers = begin(lab, "both links cut, witness", "settled before the cut")
         with Sampler(lab) as sampler:
-            for nic in LINKS:
-                lab.node1.set_link(nic, up=False)
-            cut_at = time.monotonic()
-            try:
+            with links_cut(lab.node1, LINKS, 30):
                 apart = wait_until(
                     "one node runs every VM, the other none",
                     lambda: one_node_runs_everything(lab, vms),
@@ -96,10 +94,6 @@ def test_both_links_cut_with_a_witness_leaves_the_vms_with_the_lease_holder(
                 )
                 for vm in vms:
                     markers.write(vm, DURING)
-                time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
-            finally:
-                for nic in LINKS:
-                    lab.node1.set_link(nic, up=True)
             took = settle(lab, vms, "settled after the links are back")
     lab.record("both links cut 30s, witness: cut -> one node runs every VM", apart)
     lab.record("both links cut 30s, witness: healed -> settled", took)
@@ -114,10 +108,7 @@ def test_both_links_cut_with_power_fencing_leaves_the_vms_with_member_1(rolled_o
     with protection(lab, witness=False, power=True):
         vms, markers = begin(lab, "both links cut, power", "settled before the cut")
         with Sampler(lab) as sampler:
-            for nic in LINKS:
-                lab.node1.set_link(nic, up=False)
-            cut_at = time.monotonic()
-            try:
+            with links_cut(lab.node1, LINKS, 30):
                 off = wait_until("node1 powers node2 off", lambda: lab.node2.pid() is None, 120)
                 alone = wait_until(
                     "node1 runs every VM",
@@ -126,10 +117,6 @@ def test_both_links_cut_with_power_fencing_leaves_the_vms_with_member_1(rolled_o
                 )
                 for vm in vms:
                     markers.write(vm, DURING)
-                time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
-            finally:
-                for nic in LINKS:
-                    lab.node1.set_link(nic, up=True)
             assert lab.node1.pid() is not None, "node2 switched node1 off too"
             cluster.boot(lab.layout, lab.progress, ("node2",))
             took = settle(lab, vms, "settled after node2 is powered on again")
