@@ -140,12 +140,15 @@ DISCONNECTED = ("StandAlone", "WFConnection", "Unconnected", "Unconfigured")
 
 @dataclass(frozen=True)
 class LocalCopy:
-    """What DRBD here says about one resource: per volume role, connection and disk state.
-    Empty lists: the resource is not up here."""
+    """What DRBD here says about one resource: per volume role, connection and disk state, and
+    whether any volume holds writes the peer has not seen (`ahead`: DRBD keeps a bitmap UUID
+    from the moment a Primary here lost the peer until the next resync). Empty lists: the
+    resource is not up here."""
 
     roles: tuple[str, ...]
     connections: tuple[str, ...]
     disks: tuple[str, ...]
+    ahead: bool = False
 
 
 def decide(copy: LocalCopy) -> Answer | None:
@@ -156,6 +159,10 @@ def decide(copy: LocalCopy) -> Answer | None:
         # DRBD here still sees the peer (or is just connecting): an outdate would be refused,
         # and the asking side's view of a lost link is not ours yet.
         return Answer.RETRY
+    if copy.ahead and "UpToDate" in copy.disks:
+        # Primary here since the link went, then demoted (a failback to a node that resumed
+        # from a hang): this copy is newer than the asking side's, which must stand down.
+        return Answer.PRIMARY
     if copy.disks and all(d == "Outdated" for d in copy.disks):
         return Answer.OUTDATED
     if any(d in ("Inconsistent", "Diskless", "Failed", "Attaching", "Negotiating")
@@ -173,13 +180,24 @@ def _lines(drbdadm: str, command: str, resource: str) -> tuple[str, ...] | None:
     return tuple(line.split("/")[0].strip() for line in done.stdout.split())
 
 
+def bitmap_uuid_set(generation_ids: str) -> bool:
+    """Whether any volume's bitmap UUID (the second field of each `drbdadm get-gi` line,
+    `current:bitmap:history1:history2:...`) is set."""
+    fields = [line.split(":") for line in generation_ids.split()]
+    return any(len(f) > 1 and f[1].strip("0") != "" for f in fields)
+
+
 def read_copy(drbdadm: str, resource: str) -> LocalCopy:
     roles = _lines(drbdadm, "role", resource)
     connections = _lines(drbdadm, "cstate", resource)
     disks = _lines(drbdadm, "dstate", resource)
     if roles is None or connections is None or disks is None:
         return LocalCopy((), (), ())
-    return LocalCopy(roles, connections, disks)
+    generation_ids = subprocess.run(
+        [drbdadm, "get-gi", resource], capture_output=True, text=True, timeout=30, check=False
+    )
+    ahead = generation_ids.returncode == 0 and bitmap_uuid_set(generation_ids.stdout)
+    return LocalCopy(roles, connections, disks, ahead)
 
 
 def _drbdadm(drbdadm: str, command: str, resource: str) -> str | None:
@@ -196,7 +214,11 @@ def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
     copy = read_copy(drbdadm, resource)
     answer = decide(copy)
     if answer is not None:
-        return answer, f"{resource}: {answer.name.lower()} (roles {copy.roles}, {copy.disks})"
+        ahead = ", ahead of the peer" if copy.ahead else ""
+        return (
+            answer,
+            f"{resource}: {answer.name.lower()} (roles {copy.roles}, {copy.disks}{ahead})",
+        )
     failed = _drbdadm(drbdadm, "outdate", resource)
     if failed is None:
         return Answer.OUTDATED, f"{resource}: outdated on the peer's request"

@@ -61,6 +61,38 @@ def test_the_peer_answers_from_what_its_drbd_says(roles, connections, disks, ans
 
 
 @pytest.mark.parametrize(
+    ("connections", "disks", "answer"),
+    [
+        # It ran the VM while the asker hung, and gave it back: the asker's copy is older.
+        (("StandAlone",), ("UpToDate",), Answer.PRIMARY),
+        (("WFConnection", "WFConnection"), ("UpToDate", "UpToDate"), Answer.PRIMARY),
+        (("Connected",), ("UpToDate",), Answer.RETRY),
+        (("StandAlone",), ("Outdated",), Answer.OUTDATED),
+    ],
+)
+def test_a_copy_with_writes_the_asker_lacks_is_never_outdated(connections, disks, answer):
+    copy = LocalCopy(("Secondary",) * len(disks), connections, disks, ahead=True)
+    assert outdate.decide(copy) == answer
+
+
+@pytest.mark.parametrize(
+    ("get_gi", "ahead"),
+    [
+        # drbdadm get-gi on the lab's DRBD 8.4: node2 after it ran web through node1's hang
+        ("C70493F08EC2D100:9F3CEEC2F9F91042:DF31129B35A29C7E:DF30129B35A29C7E:1:0:0:0:0:1:0\n",
+         True),
+        ("2A5026C1201457FB:0000000000000000:9927A4ACA38829C5:9926A4ACA38829C5:1:1:1:1:0:0:0\n",
+         False),
+        ("2A5026C1201457FB:0000000000000000:99:99:1:1:1:1:0:0:0\n"
+         "C70493F08EC2D100:9F3CEEC2F9F91042:DF:DF:1:0:0:0:0:1:0\n", True),
+        ("", False),
+    ],
+)  # fmt: skip
+def test_the_bitmap_uuid_tells_a_copy_ahead_of_its_peer(get_gi, ahead):
+    assert outdate.bitmap_uuid_set(get_gi) is ahead
+
+
+@pytest.mark.parametrize(
     ("answer", "heard", "policy", "primary_here", "switch_lost", "code"),
     [
         (Answer.OUTDATED, True, "takeover", True, False, 4),
