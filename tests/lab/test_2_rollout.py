@@ -10,7 +10,7 @@ from labtest import Lab, in_sync, kiss_pillar, settled, snapshot, vm_running, wa
 from kisscluster.lab import cluster
 from kisscluster.lab.layout import VOLUME_GROUP
 
-pytestmark = pytest.mark.lab
+# CI runs the tests marked lab; the others are lab_extended (README, "Tests").
 
 SYNC_TIMEOUT = 600
 # The 8.4 front end of drbd-utils 9, as kiss.vms calls it (salt/states/kiss/defaults.yaml).
@@ -29,6 +29,7 @@ def lv_names(lab: Lab, machine) -> set[str]:
     return set(out.split())
 
 
+@pytest.mark.lab
 def test_rollout_reports_success(rolled_out: Lab) -> None:
     assert (
         "kiss-configure: applied cleanly on every node"
@@ -36,6 +37,7 @@ def test_rollout_reports_success(rolled_out: Lab) -> None:
     ), rolled_out.outputs["kiss-configure on node1"]
 
 
+@pytest.mark.lab
 def test_every_vm_has_its_lvs_and_a_synced_resource_on_both_nodes(rolled_out: Lab) -> None:
     lab = rolled_out
     vms = kiss_pillar(lab)["vms"]
@@ -54,6 +56,7 @@ def test_every_vm_has_its_lvs_and_a_synced_resource_on_both_nodes(rolled_out: La
             assert state["drbd"][f"{vm['name']}/{disk['volume']}"]["minor"] == disk["minor"]
 
 
+@pytest.mark.lab
 def test_units_enabled_and_each_vm_runs_on_its_primary_on_node_only(rolled_out: Lab) -> None:
     lab = rolled_out
     vms = kiss_pillar(lab)["vms"]
@@ -72,6 +75,7 @@ def test_units_enabled_and_each_vm_runs_on_its_primary_on_node_only(rolled_out: 
         assert snapshot(owner)["drbd"][f"{vm}/0"]["role"] == "Primary"
 
 
+@pytest.mark.lab
 def test_second_kiss_configure_changes_nothing_on_either_node(rolled_out: Lab) -> None:
     lab = rolled_out
     began = time.monotonic()
@@ -82,6 +86,7 @@ def test_second_kiss_configure_changes_nothing_on_either_node(rolled_out: Lab) -
     assert all(changed == "0" and failed == "0" for _, changed, failed in summaries), out
 
 
+@pytest.mark.lab_extended
 def test_a_new_vm_gets_its_own_resource_and_existing_ones_stay_as_they_were(
     rolled_out: Lab,
 ) -> None:

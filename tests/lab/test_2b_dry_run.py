@@ -11,7 +11,7 @@ from labtest import Lab
 from kisscluster.lab import cluster
 from kisscluster.lab.layout import VOLUME_GROUP
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab_extended
 
 SITE = cluster.SITE_IN_GUEST
 NEW_VM_FILE = (

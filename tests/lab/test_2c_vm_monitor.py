@@ -6,7 +6,7 @@ import json
 import pytest
 from labtest import Lab, snapshot, vm_running
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab_extended
 
 
 def test_either_node_reaches_the_vm_where_it_runs(rolled_out: Lab) -> None:

@@ -26,7 +26,7 @@ from labtest import Lab, kiss_pillar, settled_clean, wait_until
 from kisscluster.lab.layout import VOLUME_GROUP
 from kisscluster.lab.machine import Machine
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab_extended
 
 SITE = "/srv/kiss-configure"
 BARE = "/srv/kiss-configure.git"

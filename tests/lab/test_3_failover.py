@@ -18,7 +18,7 @@ from labtest import (
 from kisscluster.lab import cluster
 from kisscluster.lab.machine import SWITCH_NIC
 
-pytestmark = pytest.mark.lab
+# CI runs the tests marked lab; the others are lab_extended (README, "Tests").
 
 SETTLE_TIMEOUT = 600
 # The bound on a failover in the lab: kissclusterd decides within dead time + interval (4 s);
@@ -36,6 +36,7 @@ def runs_everything(lab: Lab, vms: dict) -> bool:
     return target_active(state, "all-vms") and all(vm_running(state, vm) for vm in vms)
 
 
+@pytest.mark.lab
 def test_node1_crash_moves_its_vms_to_node2_and_back(rolled_out: Lab) -> None:
     lab = rolled_out
     vms = kiss_pillar(lab)["vms"]
@@ -62,6 +63,7 @@ def test_node1_crash_moves_its_vms_to_node2_and_back(rolled_out: Lab) -> None:
     assert sampler.both_ran() == []
 
 
+@pytest.mark.lab_extended
 def test_node_that_loses_the_switch_gives_its_vms_to_the_peer(rolled_out: Lab) -> None:
     lab = rolled_out
     vms = kiss_pillar(lab)["vms"]

@@ -33,7 +33,8 @@ from labtest import Lab, Sampler, snapshot, vm_running, wait_until
 from kisscluster.lab import cluster
 from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC, SWITCH_NIC
 
-pytestmark = pytest.mark.lab
+# CI runs the scenarios marked lab; the others are lab_extended (README, "Tests").
+EXTENDED = pytest.mark.lab_extended
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,7 +44,14 @@ def no_fencing(rolled_out: Lab) -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("seconds", [5, 20, 60])
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        pytest.param(5, marks=EXTENDED),
+        pytest.param(20, marks=EXTENDED),
+        pytest.param(60, marks=pytest.mark.lab),  # the one that moves VMs: CI runs it
+    ],
+)
 def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> None:
     """node1 stopped for `seconds` (SIGSTOP to its qemu), then resumed. A short hang moves
     nothing; a long one lets node2 take node1's VMs, and node1, resumed with its I/O frozen,
@@ -67,6 +75,7 @@ def test_a_hung_node_never_makes_two_writers(rolled_out: Lab, seconds: int) -> N
     check(sampler, markers)
 
 
+@EXTENDED
 def test_a_cut_storage_link_outdates_the_peer_and_moves_nothing(rolled_out: Lab) -> None:
     lab = rolled_out
     vms, markers = begin(lab, "storage cut", "settled before the cut")
@@ -94,6 +103,7 @@ def stale_copies_outdated(lab: Lab, vms: dict[str, Any]) -> bool:
     return True
 
 
+@pytest.mark.lab
 def test_a_crash_while_the_peer_is_stale_never_starts_the_stale_copy(rolled_out: Lab) -> None:
     """Storage link cut, then node1 crashes: node2's copies of web and mail are Outdated, so
     node2 keeps running db and refuses to start web and mail on stale data (reported in its
@@ -128,6 +138,7 @@ def test_a_crash_while_the_peer_is_stale_never_starts_the_stale_copy(rolled_out:
     check(sampler, markers)
 
 
+@EXTENDED
 def test_a_node_cut_off_from_everything_stands_down_and_its_peer_takes_over(
     rolled_out: Lab,
 ) -> None:
@@ -176,6 +187,7 @@ def apart_at_home(lab: Lab, vms: dict[str, Any]) -> bool:
     return homes and all(volume.get("cs") == "StandAlone" for volume in volumes)
 
 
+@EXTENDED
 def test_both_links_cut_while_both_reach_the_switch_is_the_documented_double_fault(
     rolled_out: Lab,
 ) -> None:
@@ -213,6 +225,7 @@ def test_both_links_cut_while_both_reach_the_switch_is_the_documented_double_fau
     assert not markers.lost(), markers.lost()
 
 
+@EXTENDED
 def test_both_nodes_powered_off_and_on_together(rolled_out: Lab) -> None:
     """A power cut of the rack: neither node may start the other's VMs while both boot, and
     the pair settles with every VM on its primary_on node and its data intact."""

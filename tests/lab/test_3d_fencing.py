@@ -31,11 +31,12 @@ from labtest import Lab, Sampler, snapshot, vm_running, wait_until
 from kisscluster.lab import cluster
 from kisscluster.lab.machine import PRODUCTION_NIC, STORAGE_NIC
 
-pytestmark = pytest.mark.lab
+# CI runs the tests marked lab; the others are lab_extended (README, "Tests").
 
 LINKS = (STORAGE_NIC, PRODUCTION_NIC)
 
 
+@pytest.mark.lab
 def test_a_hung_node_is_powered_off_before_its_vms_move(rolled_out: Lab) -> None:
     """node1 stops (SIGSTOP to its qemu) and stays stopped: node2 switches it off through the
     BMC, then starts its VMs; node1, powered on again, rejoins and takes its VMs back."""
@@ -76,6 +77,7 @@ def one_node_runs_everything(lab: Lab, vms: dict[str, Any]) -> bool:
     return sorted(running) == [0, len(vms)]
 
 
+@pytest.mark.lab_extended
 def test_both_links_cut_with_a_witness_leaves_the_vms_with_the_lease_holder(
     rolled_out: Lab,
 ) -> None:
@@ -100,6 +102,7 @@ def test_both_links_cut_with_a_witness_leaves_the_vms_with_the_lease_holder(
     check(sampler, markers)
 
 
+@pytest.mark.lab_extended
 def test_both_links_cut_with_power_fencing_leaves_the_vms_with_member_1(rolled_out: Lab) -> None:
     """Power fencing, no witness: node1 loses its storage and production links. Both nodes see
     a silent peer; member 2 waits before it fences, so node1 switches node2 off first and runs
