@@ -6,7 +6,9 @@ peer's disk. The handler asks the peer's kissclusterd on both nets to outdate it
 (kisscluster.heartbeat.outdate) and exits with the code DRBD 8.4 acts on:
 
 * 4 the peer's copy is Outdated, 3 it is Inconsistent or worse: go on, the peer cannot promote.
-* 6 the peer is Primary: DRBD outdates this side if it is Secondary (the promotion is refused).
+* 6 the peer is Primary, or its copy holds writes this side lacks (it ran the VM while this
+  node hung, then handed it back): DRBD outdates this side if it is Secondary (the promotion
+  is refused).
   If this side is Primary too, DRBD cannot outdate it and its I/O stays frozen, so nothing it
   writes from now on is ever acknowledged; the stand-down then kills its VM and turns this copy
   into a sync target of the peer's.
@@ -158,7 +160,10 @@ def exit_code(
     confirmed the peer off (None: no power fencing)."""
     if answer is not None:
         if answer == outdate.Answer.PRIMARY and primary_here:
-            return answer, "the peer is Primary too: I/O stays frozen and this node stands down"
+            return answer, (
+                "the peer is Primary too, or holds newer writes: I/O stays frozen and this node "
+                "stands down"
+            )
         return answer, f"the peer answered {answer.name.lower()}"
     if heard:
         return FAILED, "the peer answers but cannot outdate yet: I/O stays frozen"
