@@ -38,11 +38,6 @@ def validate_commit(commit: str) -> str:
 
 def _reachable(node: Node, repo: git.Repo, commit: str) -> list[str]:
     """Why the working copy cannot be fast-forwarded to `commit` (empty when it can)."""
-    fetch(repo)
-    try:
-        target = repo.commit(commit)
-    except (ValueError, git.BadName):
-        return [f"commit {commit} is not in {node.bare}: was the push to this node lost?"]
     problems = []
     edits = pending_edits(repo)
     if edits:
@@ -50,13 +45,23 @@ def _reachable(node: Node, repo: git.Repo, commit: str) -> list[str]:
             f"working copy {node.site} has local edits ({', '.join(edits)}): normal work happens "
             "on the primary; commit them there or discard them here (git checkout/clean)"
         )
+    return problems + _behind(node, repo, commit)
+
+
+def _behind(node: Node, repo: git.Repo, commit: str) -> list[str]:
+    """Why the working copy's commit is not `commit` or an ancestor of it (empty when it is)."""
+    fetch(repo)
+    try:
+        target = repo.commit(commit)
+    except (ValueError, git.BadName):
+        return [f"commit {commit} is not in {node.bare}: was the push to this node lost?"]
     head = repo.head.commit
     if not repo.is_ancestor(head, target):
-        problems.append(
+        return [
             f"working copy {node.site} is at {head.hexsha}, which is not an ancestor of {commit}: "
             "reconcile the branches by hand (git log both, then reset or merge)"
-        )
-    return problems
+        ]
+    return []
 
 
 def check(node: Node, commit: str) -> Outcome:
@@ -171,7 +176,9 @@ def apply(
 
     `candidate` (test only, for kiss-configure --dry-run): a site directory holding the edits
     and the cache the run would commit on top of `commit`; the node applies it with test=True
-    through a copy of its minion config, its working copy untouched."""
+    through a copy of its minion config, its working copy untouched. That copy need only be
+    able to reach `commit`: it may lag behind a push (kiss-nuke-vm pushes its commit to both
+    nodes and leaves the peer's working copy to the next kiss-configure)."""
     if candidate is not None and not test:
         raise ValueError("a candidate site is only ever applied with test=True")
     try:
@@ -179,7 +186,11 @@ def apply(
         if not _SLS.match(sls):
             raise ValueError(f"{sls!r} is not an SLS name")
         repo = open_site(node)
-        if not test:
+        if candidate is not None:
+            problems = _behind(node, repo, commit)
+            if problems:
+                return Outcome(node.minion_id, False, problems)
+        elif not test:
             problems = _reachable(node, repo, commit)
             if problems:
                 return Outcome(node.minion_id, False, problems)
@@ -187,7 +198,7 @@ def apply(
         head = repo.head.commit.hexsha
     except (git.GitError, ValueError) as exc:
         return Outcome(node.minion_id, False, [f"git: {one_line(exc)}"])
-    if head != commit:
+    if head != commit and candidate is None:
         return Outcome(
             node.minion_id,
             False,

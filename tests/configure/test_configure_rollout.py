@@ -329,3 +329,22 @@ def test_dry_run_commits_nothing_and_summarises_each_node(initialised: Pair):
     assert not (pair.node1.site / "vm-config" / "example.yml").exists()
     assert pair.git(pair.node1.site, "status", "--porcelain") == "?? vm-config/example/planned.yml"
     assert pair.git(pair.node2.site, "status", "--porcelain") == ""
+
+
+def test_dry_run_with_the_peer_working_copy_behind_a_push(initialised: Pair):
+    """kiss-nuke-vm pushes its commit to both nodes and leaves the peer's working copy to the
+    next kiss-configure: a dry run still checks both nodes, and moves neither working copy."""
+    pair = initialised
+    behind = pair.head(pair.node2.site)
+    (pair.node1.site / "notes.txt").write_text("pushed, not yet applied on node2\n")
+    pair.git(pair.node1.site, "add", "notes.txt")
+    pair.git(pair.node1.site, "commit", "-q", "-m", "notes")
+    pair.git(pair.node1.site, "push", "-q", "origin", "main:main")
+    assert heads(pair) == (pair.head(pair.node1.site),) * 2 != (behind,) * 2
+    add_vm(pair.node1, "planned")
+
+    run = pair.run("kiss-configure", pair.node1, "--dry-run")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "node2:   would change: kiss-test-vms-planned" in run.stdout
+    assert pair.head(pair.node2.site) == behind

@@ -34,10 +34,11 @@ SITE = cluster.SITE_IN_GUEST
 WORK = "/var/tmp/kiss-adopt"
 DRBDADM = "/usr/lib/drbd/drbdadm-84"
 WOULD_CHANGE = re.compile(r"^(node[12]):   would change: (\S+)", re.MULTILINE)
-# Files kiss.vms rewrites in its own form: their effect is the host test's to compare.
+# Files kiss.vms rewrites in its own form (their effect is the host test's to compare), and
+# kisscluster's DRBD online-verify units, which the adopted VMs join.
 REWRITTEN = re.compile(
     r"kiss-vms-(disks-.+-drbd-resource|config-.+-qemu-parameters|units-primary-vms-target"
-    r"|reload-systemd-daemon-reload)$"
+    r"|units-drbd-verify-(service|timer)|reload-systemd-daemon-reload)$"
 )
 # kisscluster's resource files for the adopted site, as kiss.vms renders them.
 RENDER = """\
