@@ -136,14 +136,14 @@ def node1_vms_run_on_node2(lab: Lab, vms: dict[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
-def links_cut(machine: Machine, nics: tuple[str, ...], seconds: float) -> Iterator[float]:
+def links_cut(machine: Machine, nics: tuple[str, ...], seconds: float) -> Iterator[None]:
     """`nics` of `machine` down for at least `seconds` (the body's time counts), and up again
-    however the body ends. Yields the moment of the cut (time.monotonic())."""
+    however the body ends."""
     for nic in nics:
         machine.set_link(nic, up=False)
     cut_at = time.monotonic()
     try:
-        yield cut_at
+        yield
         time.sleep(max(0.0, seconds - (time.monotonic() - cut_at)))
     finally:
         for nic in nics:
