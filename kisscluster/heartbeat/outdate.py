@@ -180,10 +180,10 @@ def _lines(drbdadm: str, command: str, resource: str) -> tuple[str, ...] | None:
     return tuple(line.split("/")[0].strip() for line in done.stdout.split())
 
 
-def bitmap_uuid_set(generation_ids: str) -> bool:
+def bitmap_uuid_set(generation_ids: tuple[str, ...]) -> bool:
     """Whether any volume's bitmap UUID (the second field of each `drbdadm get-gi` line,
     `current:bitmap:history1:history2:...`) is set."""
-    fields = [line.split(":") for line in generation_ids.split()]
+    fields = [line.split(":") for line in generation_ids]
     return any(len(f) > 1 and f[1].strip("0") != "" for f in fields)
 
 
@@ -193,10 +193,8 @@ def read_copy(drbdadm: str, resource: str) -> LocalCopy:
     disks = _lines(drbdadm, "dstate", resource)
     if roles is None or connections is None or disks is None:
         return LocalCopy((), (), ())
-    generation_ids = subprocess.run(
-        [drbdadm, "get-gi", resource], capture_output=True, text=True, timeout=30, check=False
-    )
-    ahead = generation_ids.returncode == 0 and bitmap_uuid_set(generation_ids.stdout)
+    generation_ids = _lines(drbdadm, "get-gi", resource)
+    ahead = generation_ids is not None and bitmap_uuid_set(generation_ids)
     return LocalCopy(roles, connections, disks, ahead)
 
 

@@ -89,7 +89,7 @@ def test_a_copy_with_writes_the_asker_lacks_is_never_outdated(connections, disks
     ],
 )  # fmt: skip
 def test_the_bitmap_uuid_tells_a_copy_ahead_of_its_peer(get_gi, ahead):
-    assert outdate.bitmap_uuid_set(get_gi) is ahead
+    assert outdate.bitmap_uuid_set(tuple(get_gi.split())) is ahead
 
 
 @pytest.mark.parametrize(
