@@ -12,6 +12,7 @@ from typing import Any
 from labtest import (
     Lab,
     Sampler,
+    describe,
     kiss_pillar,
     runner,
     settled_clean,
@@ -98,7 +99,9 @@ def vms_of(lab: Lab) -> dict[str, Any]:
 
 
 def settle(lab: Lab, vms: dict[str, Any], what: str) -> float:
-    return wait_until(what, lambda: settled_clean(lab, vms), SETTLE_TIMEOUT)
+    return wait_until(
+        what, lambda: settled_clean(lab, vms), SETTLE_TIMEOUT, explain=lambda: describe(lab, vms)
+    )
 
 
 def begin(lab: Lab, scenario: str, before: str) -> tuple[dict[str, Any], Markers]:

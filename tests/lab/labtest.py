@@ -46,12 +46,20 @@ def snapshot(machine: Machine) -> dict[str, Any]:
     return cluster.snapshot(machine) or {}
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float, every: float = 2.0) -> float:
-    """Poll `check` until it holds; the seconds it took. Fails the test after `timeout`."""
+def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    every: float = 2.0,
+    explain: Callable[[], str] | None = None,
+) -> float:
+    """Poll `check` until it holds; the seconds it took. Fails the test after `timeout`, with
+    what `explain` tells of the state that kept `check` false."""
     began = time.monotonic()
     while not check():
         if time.monotonic() - began > timeout:
-            pytest.fail(f"not within {timeout:.0f}s: {what}")
+            found = f"\n{explain()}" if explain else ""
+            pytest.fail(f"not within {timeout:.0f}s: {what}{found}")
         time.sleep(every)
     return time.monotonic() - began
 
@@ -226,6 +234,31 @@ def settled_clean(lab: Lab, vms: dict[str, Any]) -> bool:
     """Settled, and every volume of every VM Connected and UpToDate on both nodes."""
     states = {m.name: snapshot(m) for m in lab.nodes}
     return settled(lab, vms) and all(in_sync(s, vm) for s in states.values() for vm in vms)
+
+
+def describe(lab: Lab, vms: dict[str, Any]) -> str:
+    """Each node's targets, VM units, DRBD volumes and the tail of its kissclusterd journal:
+    what a failed settle leaves to read."""
+    lines = []
+    for machine in lab.nodes:
+        state = snapshot(machine)
+        if not state:
+            lines.append(f"{machine.name}: no answer")
+            continue
+        targets = ", ".join(f"{t} {a}" for t, a in sorted(state.get("targets", {}).items()))
+        running = ", ".join(vm for vm in vms if vm_running(state, vm)) or "none"
+        lines.append(f"{machine.name}: targets {targets}; VMs running: {running}")
+        lines += [
+            f"  {volume} {d.get('cs')} {d.get('role')}/{d.get('peer_role')} "
+            f"{d.get('disk')}/{d.get('peer_disk')} io {d.get('io')}"
+            for volume, d in sorted(state.get("drbd", {}).items())
+        ]
+        journal = machine.ssh(
+            ["journalctl", "-t", "kissclusterd", "-t", "kernel", "-n", "40", "--no-pager", "-q"],
+            check=False,
+        )
+        lines += [f"  | {line}" for line in journal.stdout.splitlines()]
+    return "\n".join(lines)
 
 
 def split_brains(lab: Lab) -> list[str]:
