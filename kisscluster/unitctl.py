@@ -4,6 +4,11 @@ promote RESOURCE      retry `drbdadm primary RESOURCE` until it works: after a f
                       may still be letting go; systemd's TimeoutStartSec ends the wait. A copy
                       that cannot run the VM (Outdated, Inconsistent, no disk) is refused at
                       once: it missed writes, and the VM must run where the copy is UpToDate.
+demote RESOURCE       retry `drbdadm secondary RESOURCE` while the copy is still Primary here: a
+                      process that still holds the device open (a qemu in its last moments,
+                      udev probing after a state change) refuses it for a moment, and a copy
+                      left Primary keeps its VM from starting on the peer for good. systemd's
+                      TimeoutStopSec ends the wait.
 retry-failed -- ACTION  reset the failed vm@ and drbd-resource@ units and run ACTION (the
                       heartbeat's action for its state) to start them again; exits 3 if it did.
 initial-sync RESOURCE  kiss.vms on a VM's primary_on node, for a resource it just created: start
@@ -61,6 +66,29 @@ def promote(drbdadm: str, resource: str, retry: float = RETRY_SECONDS) -> int:
         if attempt == 1 or attempt % 10 == 0:
             reason = drbd.error_line(completed.stderr)
             print(f"{resource}: not primary yet ({reason}), retrying", flush=True)
+        time.sleep(retry)
+
+
+def demote(drbdadm: str, resource: str, retry: float = RETRY_SECONDS) -> int:
+    resource = names.validate_vm_name(resource)
+    attempt = 0
+    while True:
+        attempt += 1
+        completed = subprocess.run(
+            [drbdadm, "secondary", resource], capture_output=True, text=True, check=False
+        )
+        if completed.returncode == 0:
+            if attempt > 1:
+                print(f"{resource}: secondary after {attempt} attempts", flush=True)
+            return 0
+        roles = subprocess.run(
+            [drbdadm, "role", resource], capture_output=True, text=True, check=False
+        ).stdout.split()
+        if not any(role.startswith("Primary") for role in roles):
+            return 0  # not up, or Secondary already: nothing holds the peer back
+        if attempt == 1 or attempt % 10 == 0:
+            reason = drbd.error_line(completed.stderr)
+            print(f"{resource}: still primary ({reason}), retrying", flush=True)
         time.sleep(retry)
 
 
@@ -128,12 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     sync_parser.add_argument("resource")
     sync_parser.add_argument("--volume", type=int, help="only this new volume of the resource")
     sync_parser.add_argument("--keep-primary", action="store_true")
+    demote_parser = commands.add_parser("demote")
+    demote_parser.add_argument("--drbdadm", default="drbdadm")
+    demote_parser.add_argument("resource")
     retry_parser = commands.add_parser("retry-failed")
     retry_parser.add_argument("action", nargs="+")
     args = parser.parse_args(argv)
     try:
         if args.command == "promote":
             return promote(args.drbdadm, args.resource)
+        if args.command == "demote":
+            return demote(args.drbdadm, args.resource)
         if args.command == "retry-failed":
             return retry_failed(args.action)
         if args.command == "initial-sync":

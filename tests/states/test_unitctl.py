@@ -57,6 +57,43 @@ def test_promote_refuses_a_bad_resource_name(tmp_path: Path):
     assert unitctl.main(["promote", "--drbdadm", "/bin/false", "web;reboot"]) == 1
 
 
+def held_drbdadm(tmp_path: Path, refusals: int, role: str) -> tuple[Path, Path]:
+    """A drbdadm whose `secondary` refuses `refusals` times as DRBD does while the device is
+    open, and whose `role` prints `role` (empty: the resource is not up, `role` fails)."""
+    count = tmp_path / "count"
+    drbdadm = tmp_path / "drbdadm"
+    drbdadm.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, sys\n"
+        f"if sys.argv[1:] == ['role', 'web']: sys.exit(print({role!r}) if {role!r} else 10)\n"
+        f"count = pathlib.Path({str(count)!r})\n"
+        "n = int(count.read_text()) if count.exists() else 0\n"
+        "count.write_text(str(n + 1))\n"
+        "assert sys.argv[1:] == ['secondary', 'web'], sys.argv\n"
+        f"sys.exit('0: State change failed: (-12) Device is held open by someone' "
+        f"if n < {refusals} else 0)\n"
+    )
+    drbdadm.chmod(0o755)
+    return drbdadm, count
+
+
+def test_demote_retries_while_the_device_is_held_open(tmp_path: Path, capsys):
+    """A copy left Primary here would keep its VM from starting on the peer for good."""
+    drbdadm, count = held_drbdadm(tmp_path, refusals=2, role="Primary/Secondary")
+    assert unitctl.demote(str(drbdadm), "web", retry=0.01) == 0
+    assert count.read_text() == "3"
+    out = capsys.readouterr().out
+    assert "web: still primary (0: State change failed: (-12) Device is held open" in out
+    assert "web: secondary after 3 attempts" in out
+
+
+@pytest.mark.parametrize("role", ["", "Secondary/Primary"])
+def test_demote_stops_at_once_when_nothing_is_primary_here(tmp_path: Path, role: str):
+    drbdadm, count = held_drbdadm(tmp_path, refusals=5, role=role)
+    assert unitctl.demote(str(drbdadm), "web", retry=0.01) == 0
+    assert count.read_text() == "1"
+
+
 def test_powerdown_asks_the_guest_and_waits_for_qemu_to_exit(tmp_path: Path):
     qemu = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     server = socket.socket(socket.AF_UNIX)
