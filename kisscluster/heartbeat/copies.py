@@ -7,7 +7,10 @@ announces a node with such a copy of one of its own VMs (those primary-vms.targe
 as worse off (kisscluster.heartbeat.core), so the peer keeps or takes the VMs until every such
 copy here is UpToDate: failback never goes to a copy that cannot run the VM. The peer's VMs do
 not count: a new VM of the peer's syncing into this node must not move this node's VMs away.
-Their minors come from the resource files kiss.vms renders.
+Nor does a disk added to a VM that runs here (kisscluster.disks): its new volume is Inconsistent
+beside volumes Primary here until its initial sync starts from here, and moving the VM would
+stop it for a copy of that volume that is no better. Their minors come from the resource files
+kiss.vms renders.
 """
 
 import re
@@ -40,22 +43,18 @@ def home_vms(systemd_dir: Path) -> list[str]:
         return []
 
 
-def local_disks(proc_drbd: str) -> dict[int, str]:
-    """Minor -> this node's disk state, for every configured minor in /proc/drbd."""
-    return {minor: state["disk"] for minor, state in drbd.proc_volumes(proc_drbd).items()}
-
-
 def volumes(resource_file: str) -> dict[int, int]:
     """Volume -> minor in the text of a VM's resource file (kisscluster.drbd.render_resource)."""
     return {int(volume): int(minor) for volume, minor in _VOLUME.findall(resource_file)}
 
 
 def stale(vms: list[str], drbd_dir: Path, proc_drbd: Path) -> list[str]:
-    """The volumes of `vms` that are not UpToDate here, as `vm/minor state`."""
+    """The volumes of `vms` that are not UpToDate here, as `vm/minor state`; not a new disk of a
+    VM that runs here (an Inconsistent volume of a resource Primary here)."""
     try:
-        disks = local_disks(proc_drbd.read_text(encoding="ascii"))
+        states = drbd.proc_volumes(proc_drbd.read_text(encoding="ascii"))
     except OSError:
-        disks = {}
+        states = {}
     found = []
     for vm in vms:
         try:
@@ -63,9 +62,11 @@ def stale(vms: list[str], drbd_dir: Path, proc_drbd: Path) -> list[str]:
         except OSError:
             found.append(f"{vm} no resource file")
             continue
+        disks = {minor: states.get(minor, {}).get("disk", "not up") for minor in minors}
+        runs_here = any(states.get(minor, {}).get("role") == "Primary" for minor in minors)
         found += [
-            f"{vm}/{minor} {disks.get(minor, 'not up')}"
-            for minor in minors
-            if disks.get(minor) != "UpToDate"
+            f"{vm}/{minor} {disk}"
+            for minor, disk in disks.items()
+            if disk != "UpToDate" and not (runs_here and disk == "Inconsistent")
         ]
     return found

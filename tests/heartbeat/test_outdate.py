@@ -118,6 +118,10 @@ srcversion: 0
  4: cs:SyncTarget ro:Secondary/Primary ds:Inconsistent/UpToDate C r-----
  5: cs:WFConnection ro:Secondary/Unknown ds:Outdated/DUnknown C r-----
  8: cs:Unconfigured
+ 12: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----
+ 13: cs:WFReportParams ro:Secondary/Unknown ds:Inconsistent/DUnknown C r----s
+ 16: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate C r-----
+ 17: cs:Connected ro:Secondary/Primary ds:Inconsistent/Inconsistent C r-----
 """
 
 
@@ -149,6 +153,15 @@ def test_the_copies_that_cannot_run_their_vm_here(tmp_path):
         "x/8 not up",
         "gone no resource file",
     ]
+
+
+def test_a_disk_added_to_a_vm_running_here_leaves_its_copy_good_to_run(tmp_path):
+    """Its new volume is Inconsistent beside volumes Primary here until its initial sync starts
+    (lab, DRBD 8.4: the new minor right after `drbdadm adjust`, the peer's not created yet).
+    Counted stale, it moved every VM of this node to the peer. Where the VM runs on the peer,
+    the same new volume here is a copy that cannot run it."""
+    _, drbd_dir, proc = node_files(tmp_path, ["web", "mail"], {"web": [12, 13], "mail": [16, 17]})
+    assert copies.stale(["web", "mail"], drbd_dir, proc) == ["mail/17 Inconsistent"]
 
 
 def test_a_node_with_a_stale_copy_ranks_below_a_peer_that_lost_everything_else():
