@@ -76,7 +76,7 @@ def vm_disks(name, vm, cluster, programs, run_dir, root="/"):
         ret.update(
             result=None,
             changes=commands,
-            comment="\n".join([f"VM {name}: would run {len(plan.steps)} step(s)", *plan.notes]),
+            comment="\n".join([f"VM {name}: would run: {'; '.join(commands)}", *plan.notes]),
         )
         return ret
     told = []
@@ -94,5 +94,5 @@ def vm_disks(name, vm, cluster, programs, run_dir, root="/"):
     if missing:
         ret.update(result=False, comment=f"VM {name}: LVs still missing after lvcreate: {missing}")
         return ret
-    ret["comment"] = "\n".join([f"VM {name}: ran {len(plan.steps)} step(s)", *told, *plan.notes])
+    ret["comment"] = "\n".join([f"VM {name}: ran: {'; '.join(commands)}", *told, *plan.notes])
     return ret

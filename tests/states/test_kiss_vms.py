@@ -207,6 +207,10 @@ def test_a_new_disk_and_a_grown_one_on_an_existing_vm_then_nothing_then_a_refuse
         "resize DRBD volume db/1",
     ]
     assert preview[SKELETON.format("db")]["result"] is None
+    # the dry run's summary line names each step (kiss-configure --dry-run prints the comment)
+    assert preview[SKELETON.format("db")]["comment"].startswith(
+        "VM db: would run: grow LV vg0/db_data to 48M; create LV vg0/db_scratch (8M); "
+    )
     assert (
         "VM db sees its new disk scratch (volume 3) after its next start"
         in (preview[SKELETON.format("db")]["comment"])
