@@ -4,6 +4,7 @@ sampler that checks no VM ever runs on both nodes."""
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,10 @@ import pytest
 from kisscluster.lab import cluster
 from kisscluster.lab.layout import Layout, Progress
 from kisscluster.lab.machine import Machine
+
+# The 8.4 front end of drbd-utils 9, as kiss.vms calls it (salt/states/kiss/defaults.yaml).
+DRBDADM = "/usr/lib/drbd/drbdadm-84"
+SUMMARY = re.compile(r"(\d+) states, (\d+) changed, (\d+) failed")  # one per node's run
 
 
 @dataclass
@@ -62,6 +67,13 @@ def wait_until(
             pytest.fail(f"not within {timeout:.0f}s: {what}{found}")
         time.sleep(every)
     return time.monotonic() - began
+
+
+def assert_changed_nothing(out: str) -> None:
+    """kiss-configure's output `out`: both nodes' runs changed nothing and nothing failed."""
+    summaries = SUMMARY.findall(out)
+    assert len(summaries) == 2, out
+    assert all(changed == "0" and failed == "0" for _, changed, failed in summaries), out
 
 
 def kiss_pillar(lab: Lab) -> dict[str, Any]:
@@ -237,8 +249,8 @@ def settled_clean(lab: Lab, vms: dict[str, Any]) -> bool:
 
 
 def describe(lab: Lab, vms: dict[str, Any]) -> str:
-    """Each node's targets, VM units, DRBD volumes and the tail of its kissclusterd journal:
-    what a failed settle leaves to read."""
+    """Each node's targets, VM units, DRBD volumes and the tail of its kissclusterd and kernel
+    journal: what a failed settle leaves to read."""
     lines = []
     for machine in lab.nodes:
         state = snapshot(machine)

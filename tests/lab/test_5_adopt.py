@@ -21,7 +21,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from labtest import Lab, kiss_pillar, wait_until
+from labtest import DRBDADM, Lab, kiss_pillar, wait_until
 from original_site import example
 
 from kisscluster.lab import cluster
@@ -32,7 +32,6 @@ pytestmark = pytest.mark.lab_extended
 
 SITE = cluster.SITE_IN_GUEST
 WORK = "/var/tmp/kiss-adopt"
-DRBDADM = "/usr/lib/drbd/drbdadm-84"
 WOULD_CHANGE = re.compile(r"^(node[12]):   would change: (\S+)", re.MULTILINE)
 # Files kiss.vms rewrites in its own form (their effect is the host test's to compare), and
 # kisscluster's DRBD online-verify units, which the adopted VMs join.
