@@ -7,9 +7,11 @@ announces a node with such a copy of one of its own VMs (those primary-vms.targe
 as worse off (kisscluster.heartbeat.core), so the peer keeps or takes the VMs until every such
 copy here is UpToDate: failback never goes to a copy that cannot run the VM. The peer's VMs do
 not count: a new VM of the peer's syncing into this node must not move this node's VMs away.
-Nor does a disk added to a VM that runs here (kisscluster.disks): its new volume is Inconsistent
-beside volumes Primary here until its initial sync starts from here, and moving the VM would
-stop it for a copy of that volume that is no better. Their minors come from the resource files
+Nor does a disk added to a VM that runs here (kisscluster.disks): from the moment kiss.vms
+writes the resource file that names it until its initial sync starts from here, its new volume
+is not up, then Diskless, then Inconsistent, and Secondary beside volumes Primary here; moving
+the VM would stop it for a copy of that volume that is no better. A volume Primary here that is
+not UpToDate (Diskless: its disk failed) still counts. Their minors come from the resource files
 kiss.vms renders.
 """
 
@@ -50,7 +52,7 @@ def volumes(resource_file: str) -> dict[int, int]:
 
 def stale(vms: list[str], drbd_dir: Path, proc_drbd: Path) -> list[str]:
     """The volumes of `vms` that are not UpToDate here, as `vm/minor state`; not a new disk of a
-    VM that runs here (an Inconsistent volume of a resource Primary here)."""
+    VM that runs here (a volume not Primary in a resource Primary here)."""
     try:
         states = drbd.proc_volumes(proc_drbd.read_text(encoding="ascii"))
     except OSError:
@@ -62,11 +64,11 @@ def stale(vms: list[str], drbd_dir: Path, proc_drbd: Path) -> list[str]:
         except OSError:
             found.append(f"{vm} no resource file")
             continue
-        disks = {minor: states.get(minor, {}).get("disk", "not up") for minor in minors}
-        runs_here = any(states.get(minor, {}).get("role") == "Primary" for minor in minors)
+        primary = {minor for minor in minors if states.get(minor, {}).get("role") == "Primary"}
         found += [
             f"{vm}/{minor} {disk}"
-            for minor, disk in disks.items()
-            if disk != "UpToDate" and not (runs_here and disk == "Inconsistent")
+            for minor in minors
+            if (disk := states.get(minor, {}).get("disk", "not up")) != "UpToDate"
+            and (not primary or minor in primary)
         ]
     return found

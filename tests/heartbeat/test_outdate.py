@@ -156,12 +156,22 @@ def test_the_copies_that_cannot_run_their_vm_here(tmp_path):
 
 
 def test_a_disk_added_to_a_vm_running_here_leaves_its_copy_good_to_run(tmp_path):
-    """Its new volume is Inconsistent beside volumes Primary here until its initial sync starts
-    (lab, DRBD 8.4: the new minor right after `drbdadm adjust`, the peer's not created yet).
+    """Its new volume is not up (the resource file names it before `drbdadm adjust` runs), then
+    Inconsistent beside volumes Primary here until its initial sync starts (lab, DRBD 8.4).
     Counted stale, it moved every VM of this node to the peer. Where the VM runs on the peer,
     the same new volume here is a copy that cannot run it."""
-    _, drbd_dir, proc = node_files(tmp_path, ["web", "mail"], {"web": [12, 13], "mail": [16, 17]})
+    resources = {"web": [12, 13, 14], "mail": [16, 17]}  # 14: named, not up yet
+    _, drbd_dir, proc = node_files(tmp_path, ["web", "mail"], resources)
     assert copies.stale(["web", "mail"], drbd_dir, proc) == ["mail/17 Inconsistent"]
+
+
+def test_a_failed_disk_of_a_vm_running_here_makes_its_copy_stale(tmp_path):
+    """Primary and Diskless: DRBD serves the VM's disk from the peer, which should run it."""
+    _, drbd_dir, proc = node_files(tmp_path, ["web"], {"web": [12, 20]})
+    proc.write_text(
+        PROC_DRBD + " 20: cs:Connected ro:Primary/Secondary ds:Diskless/UpToDate C r-----\n"
+    )
+    assert copies.stale(["web"], drbd_dir, proc) == ["web/20 Diskless"]
 
 
 def test_a_node_with_a_stale_copy_ranks_below_a_peer_that_lost_everything_else():
