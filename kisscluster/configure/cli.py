@@ -151,9 +151,19 @@ def init_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="run on a node that is not the primary"
     )
+    parser.add_argument(
+        "--rejoin",
+        action="store_true",
+        help="on the node that kept the site (either node): make the reinstalled peer's "
+        "repositories again from this node's and copy it the heartbeat secret",
+    )
     args = parser.parse_args(argv)
     options = init_mod.InitOptions(
-        config_dir=args.config_dir, skeleton=args.skeleton, group=args.group, force=args.force
+        config_dir=args.config_dir,
+        skeleton=args.skeleton,
+        group=args.group,
+        force=args.force,
+        rejoin=args.rejoin,
     )
 
     def init() -> int:

@@ -4,6 +4,10 @@ Run once on the primary. Each node gets `<site>.git` (bare) and `<site>` (workin
 `origin` fetches from the node's own bare repository and pushes to both. The site is seeded from a
 skeleton directory (its `pillar/` and `vm-config/`). Safe to re-run: what exists is checked and
 kept, never overwritten; a repository that does not look like kiss-init's own is refused.
+
+`--rejoin` runs on the node that kept its site, primary or not, when the peer was reinstalled:
+the peer's repositories are made again from this node's and get its secret. It never seeds from
+a skeleton: on a node without a site it refuses, as that node is the one to be rejoined.
 """
 
 import grp
@@ -40,6 +44,7 @@ class InitOptions:
     skeleton: Path | None = None
     group: str = DEFAULT_GROUP
     force: bool = False
+    rejoin: bool = False
 
 
 def ensure_bare(bare: Path, group: str) -> str:
@@ -146,11 +151,17 @@ def _remote_or_fail(
 
 def init(options: InitOptions, say: Callable[[str], None] = print) -> None:
     node = load_node(options.config_dir)
+    has_site = (node.site / ".git").exists()
+    if options.rejoin and not has_site:
+        raise InitError(
+            f"--rejoin: {node.site} is no working copy here, so this is the node to be "
+            "rejoined: run `kiss-init --rejoin` on the peer, which kept the site"
+        )
     skeleton = Path(options.skeleton or paths.product_root())
-    source = node.site if (node.site / ".git").exists() else skeleton
+    source = node.site if has_site else skeleton
     say(f"kiss-init: cluster definition from {source}/pillar")
     cluster = node.cluster(source)
-    if not cluster.is_primary(node.minion_id) and not options.force:
+    if not cluster.is_primary(node.minion_id) and not (options.force or options.rejoin):
         raise InitError(
             f"this node is {node.minion_id}, not the primary {cluster.primary}: run kiss-init there"
         )

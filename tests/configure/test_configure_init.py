@@ -1,6 +1,7 @@
 """kiss-init on two nodes of one machine (real git over a real sshd on 127.0.0.2, see
 twonodes.py): repositories on both nodes, group permissions, re-runs, the heartbeat secret."""
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -87,3 +88,37 @@ def test_a_remote_command_that_reaches_the_wrong_node_is_caught(pair: Pair):
     assert run.returncode == 1
     assert "the remote command reached 'node1', not node2" in run.stderr
     assert not pair.node2.bare.exists()
+
+
+def test_rejoin_on_the_survivor_remakes_a_reinstalled_primarys_repositories(pair: Pair):
+    """node1, the primary, reinstalled: no repositories, no secret. kiss-init there would seed a
+    new site from the skeleton; --rejoin on node2 gives it node2's site, history and secret."""
+    assert pair.run("kiss-init", pair.node1, "--from", str(pair.skeleton)).returncode == 0
+    secret = secret_path(pair.node1.root)
+    secret.parent.mkdir(parents=True)
+    secret.write_text("c2VjcmV0IG9mIG5vZGUxIGF0IGxlYXN0IDE2IGJ5dGVz\n")
+    secret.chmod(0o600)
+    assert pair.run("kiss-init", pair.node1, "--from", str(pair.skeleton)).returncode == 0
+    (pair.node2.site / "vm-config" / "note.txt").write_text("made while node1 was away\n")
+    pair.git(pair.node2.site, "add", "-A")
+    pair.git(pair.node2.site, "commit", "-m", "while node1 was away")
+    pair.git(pair.node2.site, "push", str(pair.node2.bare), "main")
+    survivor = pair.head(pair.node2.bare)
+    for gone in (pair.node1.site, pair.node1.bare):
+        shutil.rmtree(gone)
+    secret.unlink()
+
+    refused = pair.run("kiss-init", pair.node1, "--rejoin")
+    assert refused.returncode == 1
+    assert "this is the node to be rejoined" in refused.stderr
+    assert not pair.node1.bare.exists() and not pair.node1.site.exists()
+
+    run = pair.run("kiss-init", pair.node2, "--rejoin")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert pair.head(pair.node1.bare) == pair.head(pair.node1.site) == survivor
+    assert (pair.node1.site / "vm-config" / "note.txt").is_file()
+    assert secret.read_text() == secret_path(pair.node2.root).read_text()
+    repo = git.Repo(pair.node1.site)
+    push_urls = repo.git.config("--get-all", "remote.origin.pushurl").split("\n")
+    assert push_urls == [str(pair.node1.bare), f"ssh://{pair.node2.stor_addr}{pair.node2.bare}"]
