@@ -44,6 +44,7 @@ def describe(record: VmRecord, cluster: Cluster) -> dict[str, Any]:
         "vnc_display": record.drbd_minor,
         "mac": cluster.mac(record.drbd_minor),
         "disks": disks,
+        "install_iso": record.install_iso,
     }
 
 

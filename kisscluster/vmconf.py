@@ -3,6 +3,8 @@
 The file is a systemd environment file: `QEMU_ARGS=` holds the whole qemu command line after
 the binary, continued over lines with a trailing backslash; vm@.service splits it on whitespace.
 Every value that reaches it is validated or converted here first, so a template only arranges.
+A VM file's `install_iso` adds `QEMU_INSTALL_ARGS=` after the template's text, whatever the
+template: that ISO as a CD-ROM, first in the boot order.
 """
 
 import re
@@ -14,7 +16,7 @@ from typing import Any
 import jinja2
 
 from kisscluster import drbd, names
-from kisscluster.inventory.values import is_keyboard_layout
+from kisscluster.inventory.values import is_keyboard_layout, iso_file_name
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 _TEMPLATE = re.compile(r"[a-z][a-z0-9-]*\Z")
@@ -95,4 +97,17 @@ def render(
     except jinja2.TemplateNotFound:
         where = ", ".join(map(str, template_dirs))
         raise ValueError(f"VM {vm['name']}: no template {template!r} in {where}") from None
-    return source.render(context(vm, keyboard, settings))
+    return source.render(context(vm, keyboard, settings)) + install_args(vm, settings)
+
+
+def install_args(vm: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """The `QEMU_INSTALL_ARGS=` line of a VM whose file names an install ISO (in `iso_dir`), or
+    nothing. The CD-ROM boots before the disks (bootindex 0) for as long as the key stays."""
+    if not vm.get("install_iso"):
+        return ""
+    iso = Path(_word("iso_dir", settings["iso_dir"])) / iso_file_name(vm["install_iso"])
+    return (
+        "# install_iso of the VM file: remove it there once the OS is installed.\n"
+        f"QEMU_INSTALL_ARGS=-drive file={iso},if=none,id=install,media=cdrom,readonly=on,"
+        "format=raw -device ide-cd,drive=install,bootindex=0\n"
+    )

@@ -60,6 +60,7 @@ def _apply_spec(record: VmRecord, spec: VmSpec) -> None:
     record.ram_megs = spec.ram_megs
     record.network_bridge = spec.network_bridge
     record.root_disk_size = spec.root_disk_size
+    record.install_iso = spec.install_iso
 
 
 def _retire_disks(record: VmRecord, spec: VmSpec, result: Result, report: Report) -> None:

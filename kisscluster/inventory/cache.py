@@ -53,6 +53,7 @@ class VmRecord(Record):
         "cpus",
         "disabled",
         "drbd_minor",
+        "install_iso",
         "more_disks",
         "name",
         "network_bridge",
@@ -73,6 +74,7 @@ class VmRecord(Record):
         self.ram_megs: int | None = None
         self.network_bridge: str | None = None
         self.root_disk_size: str | None = None
+        self.install_iso: str | None = None
         self.more_disks: list[Disk] = []
         self.retired_disks: list[Disk] = []
 
@@ -235,7 +237,7 @@ def _load_record(raw: Any, where: str, shown: str, problems: Problems) -> VmReco
     except ValueError as exc:
         problems.add(shown, where, str(exc))
         return None
-    for key in ("primary_on", "template", "network_bridge"):
+    for key in ("primary_on", "template", "network_bridge", "install_iso"):
         if raw.get(key) is not None:
             setattr(record, key, str(raw[key]))
     for key in ("cpus", "ram_megs"):

@@ -27,6 +27,7 @@ OPTIONAL_VM_KEYS = (
     "ram_megs",
     "network_bridge",
     "root_disk_size",
+    "install_iso",
 )
 
 _INT = re.compile(r"(0|[1-9][0-9]*)\Z")

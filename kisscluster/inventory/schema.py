@@ -241,6 +241,7 @@ class VmSpec(NamedTuple):
     more_disks: tuple[DiskSpec, ...] = ()
     remove_disks: tuple[str, ...] = ()
     disabled: bool = False
+    install_iso: str | None = None
 
 
 def vm_dir(site: Path, cluster: Cluster) -> Path:
@@ -281,6 +282,7 @@ def _vm_table(
         "remove_disks": Field(False, [], disk_names),
         "disabled": Field(False, False, values.boolean),
         "more_disks": Field(False, None, lambda v: _more_disks(v, report)),
+        "install_iso": Field(False, None, lambda v: None if v is None else values.iso_file_name(v)),
     }
 
 

@@ -27,6 +27,8 @@ DRBD_DEVICE_NAMES = ("minor", "vm_disk")
 #: checks it with `systemd-analyze calendar` before it writes the timer).
 VERIFY_SCHEDULE = "weekly"
 _ONE_LINE = re.compile(r"[A-Za-z0-9 :*,./~+-]{1,200}\Z")
+# A file name, no directory: the ISO lies in the node's iso_dir (salt/states/kiss/defaults.yaml).
+_ISO_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,195}\.iso\Z")
 MIN_SIZE_BYTES = 1 << 20
 
 _SIZE = re.compile(r"(\d+)(?:\.(\d+))?([bBsSkKmMgGtTpPeE]?)\Z")
@@ -160,6 +162,16 @@ def boolean(value: object) -> bool:
     if isinstance(value, str) and value.lower() in _BOOLEAN_WORDS:
         return _BOOLEAN_WORDS[value.lower()]
     raise ValueError(f"must be true or false, got {value!r}")
+
+
+def iso_file_name(value: object) -> str:
+    """The file name of an installation ISO in the nodes' ISO directory."""
+    if not isinstance(value, str) or not _ISO_FILE.match(value):
+        raise ValueError(
+            "must be the file name of an ISO in the nodes' ISO directory (letters, digits, "
+            f"'_', '.', '-', ending in .iso; no directory), got {value!r}"
+        )
+    return value
 
 
 def one_line(value: object) -> str:

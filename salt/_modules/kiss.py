@@ -240,7 +240,8 @@ def vm_config(vm, keyboard, settings):
     The text of ``/etc/vm/<vm>.conf``, the qemu parameters of the VM record ``vm`` from its
     template (``<template>.conf.jinja`` in the site's ``vm-templates/``, else the shipped
     ``templates/vm/``), with the cluster's ``keyboard`` and the
-    ``settings`` of map.jinja (run_dir, vnc_listen, qemu_machine, qemu_accel, qemu_cpu).
+    ``settings`` of map.jinja (run_dir, vnc_listen, qemu_machine, qemu_accel, qemu_cpu, and
+    iso_dir for a VM file's ``install_iso``).
 
     CLI Example:
 

@@ -177,6 +177,33 @@ def test_size_change_is_recorded_without_touching_minors(example_site):
     assert minors(example_site)["web"] == {"root": 8}
 
 
+def test_an_install_iso_reaches_the_pillar_until_the_file_drops_it(example_site):
+    inventory.run(example_site)
+    write_vm(example_site, "web", install_iso="debian-12.8.0-amd64-netinst.iso")
+    assert inventory.run(example_site).changed
+    cache_text = (example_site / "vm-config" / "example.yml").read_text()
+    assert "install_iso: debian-12.8.0-amd64-netinst.iso" in cache_text
+    kiss = pillar.build(example_site)
+    assert kiss["vms"]["web"]["install_iso"] == "debian-12.8.0-amd64-netinst.iso"
+    assert kiss["vms"]["mail"]["install_iso"] is None
+    assert minors(example_site)["web"] == {"root": 8}
+
+    write_vm(example_site, "web")
+    assert inventory.run(example_site).changed
+    assert pillar.build(example_site)["vms"]["web"]["install_iso"] is None
+    assert "install_iso" not in (example_site / "vm-config" / "example.yml").read_text()
+
+
+@pytest.mark.parametrize("iso", ["/srv/iso/debian.iso", "../debian.iso", "debian", "a b.iso"])
+def test_an_install_iso_is_a_file_name_in_the_iso_directory(example_site, iso):
+    write_vm(example_site, "web", install_iso=iso)
+    with pytest.raises(inventory.InventoryError) as error:
+        inventory.run(example_site)
+    assert "vm-config/example/web.yml: install_iso: must be the file name of an ISO" in str(
+        error.value
+    )
+
+
 @pytest.mark.parametrize(
     ("given", "normal"),
     [

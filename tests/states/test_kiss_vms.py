@@ -269,3 +269,23 @@ def test_disabled_vm_is_disabled_not_stopped_and_its_files_kept(node1, site):
     started = ["start", "kiss-drbd-verify.timer"]
     assert node1.systemctl_calls() == [["daemon-reload"], started, ["daemon-reload"]]
     assert all("stop" not in call for call in node1.systemctl_calls())
+
+
+def test_an_install_iso_named_in_the_vm_file_reaches_its_qemu_parameters(node1, site):
+    assert_all_succeeded(node1.apply("kiss.vms"))
+    vm_file = site / "vm-config/example/web.yml"
+    vm_file.write_text(vm_file.read_text() + "install_iso: debian-12.8.0-amd64-netinst.iso\n")
+    inventory.run(site)
+    results = node1.apply("kiss.vms")
+    assert_all_succeeded(results)
+    assert list(changed(results)) == ["kiss-vms-config-web-qemu-parameters"]
+    iso = "/var/lib/kisscluster/iso/debian-12.8.0-amd64-netinst.iso"
+    assert (
+        f"QEMU_INSTALL_ARGS=-drive file={iso},if=none,id=install,media=cdrom,readonly=on,"
+        "format=raw -device ide-cd,drive=install,bootindex=0\n"
+    ) in node1.file("etc/vm/web.conf")
+    vm_file.write_text(vm_file.read_text().replace("install_iso: ", "# install_iso: "))
+    inventory.run(site)
+    assert_all_succeeded(node1.apply("kiss.vms"))
+    assert "QEMU_INSTALL_ARGS" not in node1.file("etc/vm/web.conf")
+    assert node1.file("etc/vm/web.conf") == (EXPECTED / "web.conf").read_text(encoding="utf-8")

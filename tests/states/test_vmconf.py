@@ -36,11 +36,11 @@ def db(site):
 
 
 def qemu_args(text: str) -> list[str]:
-    """QEMU_ARGS as vm@.service gets it: backslash-newline joins lines, `$QEMU_ARGS` splits on
-    whitespace (systemd's EnvironmentFile= and ExecStart= rules)."""
+    """What vm@.service's `$QEMU_ARGS $QEMU_INSTALL_ARGS` give qemu: backslash-newline joins
+    lines, each variable splits on whitespace (systemd's EnvironmentFile= and ExecStart= rules)."""
     joined = text.replace("\\\n", "")
-    (line,) = [line for line in joined.splitlines() if line.startswith("QEMU_ARGS=")]
-    return line.removeprefix("QEMU_ARGS=").split()
+    values = dict(line.split("=", 1) for line in joined.splitlines() if line.startswith("QEMU_"))
+    return values["QEMU_ARGS"].split() + values.get("QEMU_INSTALL_ARGS", "").split()
 
 
 def test_the_inventory_offers_exactly_the_shipped_templates():
@@ -81,6 +81,18 @@ def test_every_template_gives_each_disk_its_drbd_device_and_the_vm_its_identity(
     assert "bootindex=1" in text and text.count("bootindex") == 1
 
 
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_an_install_iso_is_a_cdrom_that_boots_first_whatever_the_template(db, template):
+    vm = dict(db, template=template, install_iso="debian-12.8.0-amd64-netinst.iso")
+    settings = dict(SETTINGS, iso_dir="/var/lib/kisscluster/iso")
+    args = qemu_args(vmconf.render([paths.vm_templates_dir()], vm, "en-us", settings))
+    drive = "file=/var/lib/kisscluster/iso/debian-12.8.0-amd64-netinst.iso,if=none,id=install"
+    assert any(arg.startswith(drive) and "media=cdrom" in arg for arg in args)
+    assert "ide-cd,drive=install,bootindex=0" in args
+    without = qemu_args(vmconf.render([paths.vm_templates_dir()], db, "en-us", settings))
+    assert "install" not in " ".join(without)
+
+
 def test_windows_has_a_cdrom_for_drivers(db):
     text = vmconf.render(
         [paths.vm_templates_dir()], dict(db, template="windows"), "en-us", SETTINGS
@@ -96,11 +108,14 @@ def test_windows_has_a_cdrom_for_drivers(db):
         ({"template": "../../etc/passwd"}, "template name"),
         ({"template": "nosuch"}, "no template"),
         ({"name": "web;reboot"}, "safe identifier"),
+        ({"install_iso": "../../etc/shadow.iso"}, "ISO"),
+        ({"install_iso": "x.iso -hda /etc/shadow"}, "ISO"),
     ],
 )
 def test_bad_values_never_reach_the_file(db, change, message):
+    settings = dict(SETTINGS, iso_dir="/var/lib/kisscluster/iso")
     with pytest.raises(ValueError, match=message):
-        vmconf.render([paths.vm_templates_dir()], dict(db, **change), "en-us", SETTINGS)
+        vmconf.render([paths.vm_templates_dir()], dict(db, **change), "en-us", settings)
 
 
 def test_settings_must_be_single_words(db):
@@ -120,10 +135,14 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 30) -> Non
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("install_iso", [None, "install.iso"])
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_real_qemu_accepts_the_command_line(db, template, tmp_path):
-    settings = dict(SETTINGS, run_dir=str(tmp_path), qemu_accel="tcg", qemu_cpu="max")
-    text = vmconf.render([paths.vm_templates_dir()], dict(db, template=template), "en-us", settings)
+def test_real_qemu_accepts_the_command_line(db, template, install_iso, tmp_path):
+    settings = dict(SETTINGS, run_dir=str(tmp_path), qemu_accel="tcg", qemu_cpu="max",
+                    iso_dir=str(tmp_path))  # fmt: skip
+    (tmp_path / "install.iso").write_bytes(bytes(2048))
+    vm = dict(db, template=template, install_iso=install_iso)
+    text = vmconf.render([paths.vm_templates_dir()], vm, "en-us", settings)
     args = []
     for arg in qemu_args(text):
         arg = re.sub(r"file=/dev/drbd/by-res/db/(\d)", rf"file={tmp_path}/disk\1.img", arg)
