@@ -4,6 +4,7 @@ cluster with the project's own commands on the example site, tear it all down.
 The lab's pair is the recommended one: the example site plus power fencing through the lab's
 stand-in BMC and a witness on the host (kisscluster.lab.bmc), both reached over the switch."""
 
+import hashlib
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from kisscluster import paths
+from kisscluster.atomic import write_atomic
 from kisscluster.configure.gitsite import CONFIG_PATHS
 from kisscluster.heartbeat import status as heartbeat_status
 from kisscluster.lab.image import VENV, ensure_image
@@ -58,6 +60,9 @@ NODE_STATE = [
 EXAMPLE_MINION_ID = "id: node1\n"
 SKELETON_IN_GUEST = "/root/lab-site"
 WITNESS_PID, WITNESS_SECRET, WITNESS_LOG = "witness.pid", "witness.secret", "witness.log"
+# Written by `kiss-lab up` once the pair is rolled out, removed by whatever changes the pair:
+# the lab tests take such a pair over instead of booting their own (take_fresh).
+FRESH = "fresh.json"
 
 
 def machines(layout: Layout) -> list[Machine]:
@@ -219,8 +224,38 @@ def roll_out(layout: Layout, progress: Progress) -> dict[str, str]:
 
 def up(layout: Layout, progress: Progress) -> None:
     prepare(layout, progress)
-    roll_out(layout, progress)
+    outputs = roll_out(layout, progress)
+    fresh = {"checkout": checkout_digest(), "outputs": outputs, "timings": progress.timings}
+    write_atomic(layout.run_dir / FRESH, json.dumps(fresh, indent=2) + "\n")
     progress.say("lab up: `kiss-lab status`, `kiss-lab ssh node1`")
+
+
+def checkout_digest() -> str:
+    """What a pair installed from this checkout was installed from (checkout_files' contents)."""
+    digest = hashlib.sha256()
+    for name in checkout_files():
+        digest.update(f"{name}\0".encode() + (CHECKOUT / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def take_fresh(layout: Layout) -> dict[str, Any] | None:
+    """What `kiss-lab up` recorded of the running pair (each step's output, the timings) if
+    nothing changed the pair since (no kill, hang or start, no test took it) and it runs this
+    checkout as it is now; taken once: the record is removed. None otherwise."""
+    path = layout.run_dir / FRESH
+    try:
+        fresh = json.loads(path.read_text(encoding="utf-8"))
+        path.unlink()
+    except (OSError, ValueError):
+        return None
+    if not all(machine.pid() for machine in machines(layout)):
+        return None
+    return fresh if fresh.get("checkout") == checkout_digest() else None
+
+
+def forget_fresh(layout: Layout) -> None:
+    """The pair is about to change: no test may take it for a freshly rolled-out one."""
+    (layout.run_dir / FRESH).unlink(missing_ok=True)
 
 
 def down(layout: Layout, progress: Progress) -> None:

@@ -16,6 +16,7 @@ from labtest import (
 )
 
 from kisscluster.lab import cluster
+from kisscluster.lab.layout import SWITCH_ADDR, production_addr
 from kisscluster.lab.machine import SWITCH_NIC
 
 # CI runs the tests marked lab; the others are lab_extended (README, "Tests").
@@ -71,6 +72,10 @@ def test_node_that_loses_the_switch_gives_its_vms_to_the_peer(rolled_out: Lab) -
     with Sampler(lab) as sampler:
         lab.node1.set_link(SWITCH_NIC, up=False)
         try:
+            # only node1 lost the switch: node2 reaches it, and node1 still reaches node2
+            assert not lab.ok(lab.node1, "fping", "-q", "-r", "1", "-t", "500", SWITCH_ADDR)
+            assert lab.ok(lab.node2, "fping", "-q", "-r", "2", SWITCH_ADDR)
+            assert lab.ok(lab.node1, "ping", "-c", "1", "-W", "3", production_addr("node2"))
 
             def node1_gave_up() -> bool:
                 state = snapshot(lab.node1)
