@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     layout = Layout.from_environment()
     progress = Progress()
+    if args.command in ("hang", "kill", "start"):
+        cluster.forget_fresh(layout)  # a faulted pair is no freshly rolled-out one for the tests
     try:
         if args.command == "image":
             ensure_image(layout, progress)
@@ -53,15 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             command = machine.ssh_command(args.remote, tty=not args.remote and sys.stdin.isatty())
             return subprocess.run(command, check=False).returncode
         elif args.command == "hang":
-            cluster.forget_fresh(layout)
             Machine(layout, args.node).hang(args.seconds)
             progress.say(f"{args.node}: resumed after {args.seconds:g} s")
         elif args.command == "kill":
-            cluster.forget_fresh(layout)
             Machine(layout, args.node).kill()
             progress.say(f"{args.node}: powered off")
         else:
-            cluster.forget_fresh(layout)
             cluster.boot(layout, progress, (args.node,))
     except LabError as exc:
         print(f"kiss-lab: error: {exc}", file=sys.stderr)
