@@ -130,6 +130,11 @@ def secondary_command(drbdadm: str, resource: str, volume: int | None = None) ->
     return [drbdadm, "secondary", _target(resource, volume)]
 
 
+def two_primaries_command(drbdadm: str, resource: str, allow: bool) -> list[str]:
+    """Allow (or no longer allow) both nodes to be Primary: a live migration's window."""
+    return [drbdadm, "net-options", f"--allow-two-primaries={'yes' if allow else 'no'}", resource]
+
+
 def resize_command(drbdadm: str, resource: str, volume: int) -> list[str]:
     """Grow a volume to the smaller of its two backing LVs (DRBD 8.4 needs a Primary and the
     peer connected; with the peer's LV not grown yet it keeps its size and tells the peer)."""

@@ -9,7 +9,7 @@ from kisscluster.heartbeat.config import KEYS
 
 #: The addresses and fence devices come from the cluster's members; the rest a site may set in
 #: pillar kiss:cluster:heartbeat. In file order.
-MEMBER_KEYS = ("stor_addrs", "prod_addrs", "ping_addr", "fence1", "fence2")
+MEMBER_KEYS = ("stor_addrs", "prod_addrs", "members", "ping_addr", "fence1", "fence2")
 HEARTBEAT_KEYS = tuple(key for key in KEYS if key not in MEMBER_KEYS)
 
 BANNER = "# Managed by Salt (kiss.node) from the kiss pillar: local edits are overwritten.\n"
@@ -33,6 +33,8 @@ def kissclusterd_conf(cluster: Mapping[str, Any], heartbeat: Mapping[str, Any]) 
         "[kissclusterd]",
         "stor_addrs = " + " ".join(str(ipaddress.ip_address(m["stor_addr"])) for m in members),
         "prod_addrs = " + " ".join(str(ipaddress.ip_address(m["prod_addr"])) for m in members),
+        "# Their names: kiss-maintenance marks one by name (kisscluster/placement.py).",
+        "members = " + " ".join(names.validate_member_name(m["name"]) for m in members),
         f"ping_addr = {ipaddress.ip_address(cluster['ping_addr'])}",
         "# Power fencing of each member (kisscluster/heartbeat/power.py); empty: none.",
         *(f"fence{i} = {m.get('fence', '')}".rstrip() for i, m in enumerate(members, 1)),

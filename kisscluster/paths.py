@@ -9,6 +9,8 @@ SITE_DIR = "/srv/kiss-configure"
 KISSCLUSTERD_CONF = "/etc/kisscluster/kissclusterd.conf"
 HEARTBEAT_SECRET_FILE = "/etc/kisscluster/kissclusterd.secret"  # noqa: S105 - a path
 FENCE_SECRET_FILE = "/etc/kisscluster/fence.secret"  # noqa: S105 - a path
+#: Where kiss-migrate and kiss-maintenance put VMs and nodes (kisscluster.placement).
+PLACEMENT_FILE = "/var/lib/kisscluster/placement.json"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 

@@ -17,6 +17,11 @@ initial-sync RESOURCE  kiss.vms on a VM's primary_on node, for a resource it jus
                       resource, forced only when the peer's copy of it is new too.
 powerdown VM PID      ask the guest to shut down (`system_powerdown` on the human monitor) and wait
                       for qemu PID to exit; systemd's TimeoutStopSec ends the wait with SIGTERM.
+                      A qemu that holds no running guest (it waits for an incoming migration, or
+                      its guest was migrated away) is told to quit instead.
+adjust RESOURCE       `drbdadm adjust RESOURCE`, then, while kiss-migrate moves the VM
+                      (`<run_dir>/<vm>.migration` exists, kisscluster.migration), allow two
+                      primaries again: adjust alone would take back what the migration set.
 """
 
 import argparse
@@ -32,6 +37,8 @@ from kisscluster import drbd, initialsync, names
 RETRY_SECONDS = 2.0
 CANNOT_RUN = ("Outdated", "Inconsistent", "Diskless", "Failed", "Attaching", "Negotiating")
 RETRIED = 3
+# `info status` of a qemu whose guest runs elsewhere: powering it down would wait for nothing.
+NO_GUEST_HERE = ("inmigrate", "postmigrate")
 
 
 def stale_volumes(drbdadm: str, resource: str) -> list[str]:
@@ -102,27 +109,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read_until_second_prompt(connection: socket.socket) -> None:
+def _read_until_second_prompt(connection: socket.socket) -> str:
     """Let qemu answer before hanging up: the banner's prompt, then the one after our command."""
     seen = b""
     while seen.count(b"(qemu)") < 2:
         chunk = connection.recv(4096)
         if not chunk:
-            return
+            break
         seen += chunk
+    return seen.decode(errors="replace")
+
+
+def _monitor(run_dir: Path, vm: str, command: str) -> str:
+    """One human-monitor command; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(10)
+        connection.connect(str(run_dir / f"{vm}.monitor"))
+        connection.sendall(command.encode() + b"\n")
+        return _read_until_second_prompt(connection)
 
 
 def powerdown(run_dir: Path, vm: str, pid: int, poll: float = 0.5) -> int:
     vm = names.validate_vm_name(vm)
-    monitor = run_dir / f"{vm}.monitor"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.settimeout(10)
-        connection.connect(str(monitor))
-        connection.sendall(b"system_powerdown\n")
-        _read_until_second_prompt(connection)
-    print(f"{vm}: system_powerdown sent, waiting for qemu {pid} to exit", flush=True)
+    state = _monitor(run_dir, vm, "info status")
+    command = "quit" if any(s in state for s in NO_GUEST_HERE) else "system_powerdown"
+    _monitor(run_dir, vm, command)
+    print(f"{vm}: {command} sent, waiting for qemu {pid} to exit", flush=True)
     while _alive(pid):
         time.sleep(poll)
+    return 0
+
+
+def adjust(drbdadm: str, resource: str, run_dir: Path) -> int:
+    resource = names.validate_vm_name(resource)
+    subprocess.run([drbdadm, "adjust", resource], check=True)
+    if (run_dir / f"{resource}.migration").exists():
+        subprocess.run(drbd.two_primaries_command(drbdadm, resource, True), check=True)
+        print(f"{resource}: two primaries allowed while kiss-migrate moves it", flush=True)
     return 0
 
 
@@ -156,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     sync_parser.add_argument("resource")
     sync_parser.add_argument("--volume", type=int, help="only this new volume of the resource")
     sync_parser.add_argument("--keep-primary", action="store_true")
+    adjust_parser = commands.add_parser("adjust")
+    adjust_parser.add_argument("--drbdadm", default="drbdadm")
+    adjust_parser.add_argument("--run-dir", type=Path, default=Path("/run/kvm"))
+    adjust_parser.add_argument("resource")
     demote_parser = commands.add_parser("demote")
     demote_parser.add_argument("--drbdadm", default="drbdadm")
     demote_parser.add_argument("resource")
@@ -165,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "promote":
             return promote(args.drbdadm, args.resource)
+        if args.command == "adjust":
+            return adjust(args.drbdadm, args.resource, args.run_dir)
         if args.command == "demote":
             return demote(args.drbdadm, args.resource)
         if args.command == "retry-failed":
@@ -176,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             print(said, flush=True)
             return 0
         return powerdown(args.run_dir, args.vm, args.pid)
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"kisscluster.unitctl {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kisscluster import names, splitbrain, verifywanted
+from kisscluster import names, placement, splitbrain, verifywanted
 
 FIX_CONFIGURE = "kiss-configure"
 SITE_PARTS = "vm-config pillar"
@@ -204,7 +204,8 @@ def compare(kiss: Facts, facts: Mapping[str, Facts]) -> list[Difference]:
     found = []
     for node, data in sorted(facts.items()):
         config = verifywanted.settings(kiss, data["overrides"])
-        found += compare_files(node, verifywanted.wanted_files(kiss, node, config), data)
+        placed = placement.parse(data.get("placement"))
+        found += compare_files(node, verifywanted.wanted_files(kiss, node, config, placed), data)
         found += compare_links(node, kiss, data, config)
         found += compare_lvs(node, kiss, data)
         found += compare_running(node, kiss, data)

@@ -135,6 +135,7 @@ def gather(where: Where, kiss: Mapping[str, Any], host: Host) -> dict[str, Any]:
         "node": names.validate_member_name(where.node),
         "overrides": dict(where.overrides),
         "files": files,
+        "placement": _read(root / str(config["placement_file"]).lstrip("/")),
         "links": _links(root, config),
         "lvs": _lvs(host, config, kiss["cluster"]["volume_group"]),
         "adjust": _adjust(host, config, resources),

@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from kisscluster import drbd, names, nuke, onlineverify, paths
+from kisscluster import drbd, names, nuke, onlineverify, paths, placement
 
 #: The units kiss.node writes from salt/states/kiss/templates/units (salt/states/kiss/node).
 NODE_UNITS = (
@@ -54,6 +54,7 @@ def settings(kiss: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str,
     node's minion option `kiss_lookup` (`overrides`)."""
     ours = {
         "kissclusterd_conf": paths.KISSCLUSTERD_CONF,
+        "placement_file": paths.PLACEMENT_FILE,
         "heartbeat": {"secret_file": paths.HEARTBEAT_SECRET_FILE},
     }
     merged = _merge(nuke.state_defaults(), ours)
@@ -78,8 +79,14 @@ def render_unit(template: str, **context: Any) -> str:
     return _templates().get_template(f"{template}.jinja").render(**context)
 
 
-def wanted_files(kiss: Mapping[str, Any], node: str, config: Mapping[str, Any]) -> list[WantedFile]:
-    """Every file kiss.node and kiss.vms write on `node` with the settings `config`."""
+def wanted_files(
+    kiss: Mapping[str, Any],
+    node: str,
+    config: Mapping[str, Any],
+    placed: placement.Placement = placement.AT_HOME,
+) -> list[WantedFile]:
+    """Every file kiss.node and kiss.vms write on `node` with the settings `config` and the
+    node's placement file (`placed`)."""
     node = names.validate_member_name(node)
     cluster = kiss["cluster"]
     vms = kiss["vms"]
@@ -96,8 +103,8 @@ def wanted_files(kiss: Mapping[str, Any], node: str, config: Mapping[str, Any]) 
         WantedFile(f"{systemd}/{unit}", render_unit(unit, kiss=config), FIX_NODE)
         for unit in NODE_UNITS
     ]
-    home = [name for name, vm in sorted(vms.items()) if vm["primary_on"] == node]
-    away = [name for name, vm in sorted(vms.items()) if vm["primary_on"] != node]
+    homes = {name: vm["primary_on"] for name, vm in vms.items()}
+    home, away = placement.split(homes, node, placed)
     drop_in = render_unit("primary-vms-wants.conf", node=node, wants=home, conflicts=away)
     schedule = cluster.get("verify_schedule") or onlineverify.DEFAULT_SCHEDULE
     service = onlineverify.service_unit(vms, node, config["python"], config["drbdadm"])

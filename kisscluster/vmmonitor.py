@@ -43,11 +43,15 @@ class MonitorError(Exception):
 
 
 class Qmp:
-    """One QMP session over a unix socket: capabilities negotiated, events skipped."""
+    """One QMP session over a unix socket, capabilities negotiated. Events that arrive while a
+    command waits for its answer are kept for `event`."""
 
     def __init__(self, path: Path, timeout: float = TIMEOUT) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buffer = b""
+        self.events: list[dict[str, Any]] = []
         try:
             self.sock.connect(str(path))
         except OSError as exc:
@@ -55,14 +59,16 @@ class Qmp:
             raise MonitorError(
                 f"no QMP socket at {path} ({exc.strerror}): is the VM running here?"
             ) from None
-        self.reader = self.sock.makefile("rb")
         self._message()  # the greeting
         self.execute("qmp_capabilities")
 
     def _message(self) -> dict[str, Any]:
-        line = self.reader.readline()
-        if not line:
-            raise MonitorError("qemu closed its QMP socket")
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise MonitorError("qemu closed its QMP socket")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
         message: dict[str, Any] = json.loads(line)
         return message
 
@@ -77,9 +83,25 @@ class Qmp:
                 return message["return"]
             if "error" in message:
                 raise MonitorError(f"{command}: {message['error'].get('desc', message['error'])}")
+            if "event" in message:
+                self.events.append(message)
+
+    def event(self, wait: float) -> dict[str, Any] | None:
+        """The next event, waiting up to `wait` seconds for one; None if none came."""
+        if self.events:
+            return self.events.pop(0)
+        self.sock.settimeout(wait)
+        try:
+            while True:
+                message = self._message()
+                if "event" in message:
+                    return message
+        except TimeoutError:
+            return None
+        finally:
+            self.sock.settimeout(self.timeout)
 
     def close(self) -> None:
-        self.reader.close()
         self.sock.close()
 
 

@@ -7,6 +7,11 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     # storage address (or, failing that, production address) is configured on this host.
     stor_addrs = 10.99.0.1 10.99.0.2
     prod_addrs = 192.0.2.11 192.0.2.12
+    # Their names, in the same order: a member named in the placement file's maintenance list
+    # (placement_file, default /var/lib/kisscluster/placement.json; kisscluster/placement.py)
+    # ranks below a live peer. Without names, maintenance is not known here.
+    members = node1 node2
+    placement_file = /var/lib/kisscluster/placement.json
     # The switch on the production net: quorum comes from its ping replies.
     ping_addr = 192.0.2.1
     # UDP port of the heartbeats, on both nets (default 694).
@@ -16,9 +21,9 @@ Format (`/etc/kisscluster/kissclusterd.conf`; rendered by kiss.node from the pil
     # ignored). Default /etc/kisscluster/kissclusterd.secret.
     secret_file = /etc/kisscluster/kissclusterd.secret
     # Priorities: start at base_priority, lose priority_penalty for each of no storage
-    # heartbeat, no production heartbeat, no switch reply, and 3 * priority_penalty + 1 more
-    # while a VM's copy here cannot run (defaults 100 and 10; base_priority - 6 *
-    # priority_penalty - 1 must stay >= 0).
+    # heartbeat, no production heartbeat, no switch reply, 3 * priority_penalty + 1 more in
+    # maintenance, and 3 * priority_penalty + 2 more while a VM's copy here cannot run
+    # (defaults 100 and 10; base_priority - 9 * priority_penalty - 3 must stay >= 0).
     base_priority = 100
     priority_penalty = 10
     # Seconds, fractions allowed: heartbeat and ping every `interval`; a heartbeat or ping reply
@@ -68,7 +73,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kisscluster import paths
+from kisscluster import names, paths
 from kisscluster.heartbeat.core import Rules
 from kisscluster.heartbeat.power import Device, FenceConfigError, parse_device
 
@@ -86,6 +91,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 KEYS = (
     "stor_addrs",
     "prod_addrs",
+    "members",
+    "placement_file",
     "ping_addr",
     "port",
     "secret_file",
@@ -129,6 +136,8 @@ class Config:
     witness: tuple[str, int] | None = None
     fence: tuple[Device | None, Device | None] = (None, None)  # by member, in cluster order
     fence_secret_file: Path = Path(DEFAULT_FENCE_SECRET_FILE)
+    members: tuple[str, str] | None = None  # names, in cluster order
+    placement_file: Path = Path(paths.PLACEMENT_FILE)
 
     def action_argv(self, state: str) -> list[str]:
         return [arg.replace("{state}", state) for arg in self.action]
@@ -232,10 +241,10 @@ def _rules(values: dict[str, str], where: Callable[[str], str]) -> Rules:
     """Priorities and timing of the decision core, checked against each other."""
     base = _integer(where("base_priority"), values.get("base_priority", "100"), 1, 65535)
     penalty = _integer(where("priority_penalty"), values.get("priority_penalty", "10"), 1, 65535)
-    if base - 6 * penalty - 1 < 0:
+    if base - 9 * penalty - 3 < 0:
         raise ConfigError(
-            f"{where('priority_penalty')}: base_priority - 6 * priority_penalty - 1 must be >= 0 "
-            f"(got {base} - 6 * {penalty} - 1)"
+            f"{where('priority_penalty')}: base_priority - 9 * priority_penalty - 3 must be >= 0 "
+            f"(got {base} - 9 * {penalty} - 3)"
         )
     interval = _seconds(where("interval"), values.get("interval", "1"))
     if interval > MAX_INTERVAL:
@@ -268,6 +277,19 @@ def _fence(values: dict[str, str], where: Callable[[str], str]) -> tuple[Device 
         except FenceConfigError as exc:
             raise ConfigError(f"{where(key)}: {exc}") from None
     return tuple(devices)
+
+
+def _members(where: str, text: str) -> tuple[str, str] | None:
+    words = text.split()
+    if not words:
+        return None
+    if len(words) != 2 or words[0] == words[1]:
+        raise ConfigError(f"{where}: give both members' names in cluster order, got {text!r}")
+    try:
+        first, second = (names.validate_member_name(w) for w in words)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return first, second
 
 
 def parse(text: str, source: Path) -> Config:
@@ -303,6 +325,10 @@ def parse(text: str, source: Path) -> Config:
         fence_secret_file=_absolute(
             where("fence_secret_file"),
             values.get("fence_secret_file", DEFAULT_FENCE_SECRET_FILE),
+        ),
+        members=_members(where("members"), values.get("members", "")),
+        placement_file=_absolute(
+            where("placement_file"), values.get("placement_file", paths.PLACEMENT_FILE)
         ),
     )
 

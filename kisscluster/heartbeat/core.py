@@ -8,9 +8,12 @@ time only to notice a clock jump). The rules:
   storage net, none on the production net, no ping reply from the switch -- each "within the
   dead time" (a heartbeat or reply counts while it is younger than `dead_time`).
   A node with a VM copy that cannot run (not UpToDate: kisscluster.heartbeat.copies) loses
-  `stale_penalty` (3 * priority_penalty + 1) on top: it ranks below a peer whose copies are
+  `stale_penalty` (3 * priority_penalty + 2) on top: it ranks below a peer whose copies are
   all good whatever else each has lost, so that peer keeps or takes the VMs until every copy
-  here is UpToDate again (failback never goes to a copy that cannot run the VM).
+  here is UpToDate again (failback never goes to a copy that cannot run the VM). A node in
+  maintenance (kisscluster.placement) loses `maintenance_penalty` (3 * priority_penalty + 1):
+  it gets no VM while the peer can run them, keeps them while the peer's copies cannot (after
+  the peer failed and came back), and takes them all when the peer is gone.
 * Peer priority: the one announced in the newest heartbeat still within the dead time.
 * Wanted state: equal priorities -> `primary-vms`; peer higher -> `no-vms`; own higher ->
   `all-vms`. A peer silent on both nets is treated as gone. Without a witness the switch
@@ -62,6 +65,10 @@ class Rules:
 
     @property
     def stale_penalty(self) -> int:
+        return 3 * self.priority_penalty + 2
+
+    @property
+    def maintenance_penalty(self) -> int:
         return 3 * self.priority_penalty + 1
 
 
@@ -105,6 +112,7 @@ class Core:
     state: State | None = None
     pending: tuple[State, float] | None = None
     copies_ready: bool = True
+    maintenance: bool = False
     witness: bool = False  # a witness is configured: its lease, not the switch, decides
     lease_until: float | None = None  # monotonic: this node holds the witness's lease until
 
@@ -146,7 +154,8 @@ class Core:
     def own_priority(self, mono: float) -> int:
         lost = len(NETS) - len(self.alive_nets(mono)) + (0 if self.ping_ok(mono) else 1)
         stale = 0 if self.copies_ready else self.rules.stale_penalty
-        return self.rules.base_priority - lost * self.rules.priority_penalty - stale
+        held = self.rules.maintenance_penalty if self.maintenance else 0
+        return self.rules.base_priority - lost * self.rules.priority_penalty - stale - held
 
     def peer_priority(self, mono: float) -> int | None:
         alive = [self.heartbeats[n] for n in self.alive_nets(mono)]

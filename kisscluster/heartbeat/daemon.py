@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from kisscluster import placement
 from kisscluster.heartbeat import copies, outdate, protocol, status
 from kisscluster.heartbeat.config import Config, ConfigError, load, read_secret
 from kisscluster.heartbeat.core import NETS, ClockJump, Core, Decision, State
@@ -63,6 +64,7 @@ class Daemon:
         self.copy_paths = copy_paths  # where the enabled VMs, their minors and DRBD's state are
         self.stale_copies: list[str] = []  # of this node's own VMs: they lower its priority
         self.cannot_run: list[str] = []  # of every enabled VM: shown in the status
+        self.placement_error = False
         self.retry_at = 0.0
         self.retry_backoff = RETRY_MIN
         self.boot_id = bytes.fromhex(BOOT_ID_FILE.read_text().strip().replace("-", ""))
@@ -243,6 +245,7 @@ class Daemon:
             "dropped": dict(self.dropped),
             "stale_copies": self.stale_copies,
             "cannot_run": self.cannot_run,
+            "maintenance": self.core.maintenance,
             "witness": None
             if self.config.witness is None
             else "{}:{}".format(*self.config.witness),
@@ -351,6 +354,7 @@ class Daemon:
                 announced = decision.own_priority
             if tick:
                 self._check_copies()
+                self._check_maintenance()
                 next_send += self.config.rules.interval
                 if next_send <= now:  # the loop was held up: keep the cadence from now on
                     next_send = now + self.config.rules.interval
@@ -376,6 +380,24 @@ class Daemon:
                 log.info("every copy of this node's own VMs is UpToDate here")
         self.stale_copies = stale
         self.core.copies_ready = not stale
+
+    def _check_maintenance(self) -> None:
+        try:
+            marked = placement.load(self.config.placement_file).maintenance
+        except (placement.PlacementError, OSError) as exc:
+            if not self.placement_error:
+                log.error("placement file unreadable, maintenance unchanged: %s", exc)
+            self.placement_error = True
+            return
+        self.placement_error = False
+        members = self.config.members
+        on = members is not None and members[self.identity.index] in marked
+        if on != self.core.maintenance:
+            log.warning(
+                "maintenance %s: %s", "on" if on else "off",
+                "no VM runs here while the peer can run them" if on else "VMs may run here again",
+            )  # fmt: skip
+        self.core.maintenance = on
 
     def _retry_failed(self, state: State) -> None:
         """Restart VM units that failed to start under the current state (exits RETRIED)."""

@@ -17,6 +17,11 @@ both nets and repeated until answered) and only within the time window. The answ
 exit codes DRBD 8.4 gives meaning to (drbd.conf(5), `conn_try_outdate_peer`): the handler
 exits with the answer it got. RETRY means "not now" (DRBD here still sees the peer connected,
 or the outdate failed): the handler asks again until its timeout.
+
+Inside a live migration's dual-primary window (kisscluster.migration: both nodes Primary, the
+VM marked as migrating) a lost link makes both sides ask. The side whose qemu does not run the
+guest (the target before the switch-over, the source after it) gives way: its qemu quits, its
+copy goes Secondary and is outdated; the side that runs the guest answers PRIMARY as usual.
 """
 
 import enum
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 
 from kisscluster import drbd, names
 from kisscluster.heartbeat.protocol import Address, packed_address, unpacked_address
+from kisscluster.migration import node as migration
 
 REQUEST_MAGIC = b"KCOQ"
 CONNECT_MAGIC = b"KCOC"
@@ -47,6 +53,9 @@ class Answer(enum.IntEnum):
     INCONSISTENT = 3  # the peer's copy is Inconsistent or worse: it cannot be promoted anyway
     OUTDATED = 4  # the peer's copy is now (or already was) Outdated
     PRIMARY = 6  # the peer is Primary: the asking side must not be
+
+
+STAND_ASIDE_WAIT = 20.0  # seconds for this side of a live migration to let go of its copy
 
 
 class BadMessage(ValueError):
@@ -206,9 +215,24 @@ def _drbdadm(drbdadm: str, command: str, resource: str) -> str | None:
     return None if done.returncode == 0 else drbd.error_line(done.stderr)
 
 
+def yields_in_migration(marked: bool, qemu_status: str | None) -> bool:
+    """Whether this side of a live migration's dual-primary window gives way when the peer asks
+    it to outdate: yes unless its qemu runs the guest. Before the switch-over the target's qemu
+    only waits for the guest (`inmigrate`), after it the source's holds none (`postmigrate`):
+    that side writes nothing and stands aside, so the side that runs the guest goes on."""
+    return marked and qemu_status not in ("running", "paused")
+
+
 def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
     """Act on an outdate request for `resource`: the answer and a line for the journal."""
     resource = names.validate_vm_name(resource)
+    marked = (migration.RUN_DIR / f"{resource}.migration").exists()
+    status = migration.qemu_status(resource) if marked else None
+    if yields_in_migration(marked, status):
+        try:
+            migration.stop(resource, wait=STAND_ASIDE_WAIT)
+        except (OSError, TimeoutError, subprocess.SubprocessError) as exc:
+            return Answer.RETRY, f"{resource}: standing aside in a live migration: {exc}"
     copy = read_copy(drbdadm, resource)
     answer = decide(copy)
     if answer is not None:

@@ -61,6 +61,8 @@ def snapshot() -> dict[str, Any]:
         "units": units(),
         "drbd": drbd(proc.read_text() if proc.exists() else ""),
         "kissclusterd": daemon,
+        # VMs kiss-migrate is moving (kisscluster.migration.node): Primary on both is allowed.
+        "migrating": sorted(p.stem for p in Path("/run/kvm").glob("*.migration")),
     }
 
 

@@ -62,14 +62,18 @@ def node_view(name: str, facts: Facts) -> dict[str, Any]:
                 "problems": [f"{name}: unreachable ({why})"]}  # fmt: skip
     target = active_target(facts)
     problems = []
+    if facts.get("placement_error"):
+        problems.append(f"{name}: {facts['placement_error']}")
     if facts.get("units_error"):
         problems.append(f"{name}: systemd did not answer ({facts['units_error']})")
     elif target is None:
         problems.append(f"{name}: no VM target is active")
     daemon = facts.get("kissclusterd")
+    maintenance = facts.get("placement", {}).get("maintenance", [])
     view: dict[str, Any] = {"name": name, "reachable": True, "target": target,
                             "units_error": facts.get("units_error"),
-                            "daemon_unit": facts.get("daemon_unit")}  # fmt: skip
+                            "daemon_unit": facts.get("daemon_unit"),
+                            "maintenance": maintenance}  # fmt: skip
     if target == "manual-vms":
         problems.append(f"{name}: manual-vms: kissclusterd is stopped, no VM fails over")
     elif daemon is None:
@@ -152,12 +156,18 @@ def vm_view(vm: str, facts: dict[str, Facts]) -> dict[str, Any]:
     known = [n for n in reachable if not facts[n].get("units_error")]
     running = [n for n in known if units[n] == "active"]
     problems, notes = [], []
-    claims = [n for n in reachable if vm in facts[n]["home"]]
+    claims = [n for n in reachable if vm in facts[n]["home"]]  # where primary-vms wants it
     home = claims[0] if len(claims) == 1 else None
     if enabled_on and not claims and len(reachable) == 1:
         home = next(n for n in nodes if n not in reachable)  # a VM's home is one of the two
     elif enabled_on and home is None:
         problems.append(f"{vm}: home is {'both nodes' if claims else 'neither node'}")
+    moved_to = {facts[n].get("placement", {}).get("away", {}).get(vm) for n in reachable} - {None}
+    if moved_to:  # kiss-migrate put it there: primary-vms wants it there, its home is the other
+        home = next((n for n in nodes if n not in moved_to), None)
+        notes.append(f"placed on {' and '.join(sorted(moved_to))} by kiss-migrate")
+        if len(moved_to) > 1 or any((n in claims) != (n in moved_to) for n in reachable):
+            problems.append(f"{vm}: the nodes' placement files or targets disagree")
     if enabled_on and len(enabled_on) < len(reachable):
         problems.append(f"{vm}: enabled on {enabled_on[0]} only: were both nodes rolled out "
                         "at the same commit?")  # fmt: skip

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kisscluster import drbd, names
+from kisscluster import drbd, names, placement
 from kisscluster.heartbeat import copies, status
 
 TARGETS = ("all-vms", "primary-vms", "no-vms", "manual-vms")
@@ -41,6 +41,7 @@ class Places:
     drbd_dir: Path = copies.DRBD_DIR
     proc_drbd: Path = copies.PROC_DRBD
     run_dir: Path = status.DEFAULT_RUN_DIR
+    placement_file: Path = placement.PLACEMENT_FILE
 
 
 NODE = Places()
@@ -103,7 +104,12 @@ def local_facts(places: Places = NODE, unit_states: UnitStates = systemctl_state
         "units_error": None,
         "kissclusterd": None,
         "kissclusterd_error": None,
+        "placement": placement.AT_HOME.as_dict(),
     }
+    try:
+        facts["placement"] = placement.load(places.placement_file).as_dict()
+    except (OSError, placement.PlacementError) as exc:
+        facts["placement_error"] = str(exc)
     units = [f"{t}.target" for t in TARGETS] + [DAEMON_UNIT] + [f"vm@{vm}.service" for vm in vms]
     try:
         states = unit_states(units)

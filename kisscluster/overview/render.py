@@ -24,6 +24,8 @@ def node_row(node: dict[str, Any]) -> list[str]:
         return [node["name"], f"unreachable: {node['error']}"]
     daemon = node.get("kissclusterd")
     target = "?" if node["units_error"] else node["target"] or "none"
+    if node["name"] in node.get("maintenance", []):
+        target += " (maintenance)"
     if daemon is None:
         return [node["name"], target, "no status", "", "", "", ""]
     state = daemon["state"] or "undecided"

@@ -5,6 +5,8 @@ functions return the text of a file for `file.managed`; action functions run one
 argument list and raise CommandExecutionError when it fails.
 """
 
+import contextlib as _contextlib
+import io as _io
 from pathlib import Path as _Path
 
 from salt.exceptions import CommandExecutionError
@@ -16,6 +18,7 @@ try:
     from kisscluster import lvm as _lvm
     from kisscluster import paths as _paths
     from kisscluster import pillar as _pillar
+    from kisscluster import placement as _placement
     from kisscluster import saltcmd as _saltcmd
     from kisscluster import vmconf as _vmconf
     from kisscluster import vmmonitor as _vmmonitor
@@ -45,7 +48,7 @@ def defaults():
     """
     The settings of the kiss states that kisscluster's Python side defines too (map.jinja merges
     them over defaults.yaml): the paths of kissclusterd's config, its shared secret and the fence
-    agents' secrets.
+    agents' secrets, the placement file of kiss-migrate and kiss-maintenance.
 
     CLI Example:
 
@@ -55,6 +58,7 @@ def defaults():
     """
     return {
         "kissclusterd_conf": _paths.KISSCLUSTERD_CONF,
+        "placement_file": _paths.PLACEMENT_FILE,
         "heartbeat": {
             "secret_file": _paths.HEARTBEAT_SECRET_FILE,
             "fence_secret_file": _paths.FENCE_SECRET_FILE,
@@ -255,6 +259,27 @@ def vm_config(vm, keyboard, settings):
         raise CommandExecutionError(f"qemu parameters of VM {vm.get('name')}: {exc}") from exc
 
 
+def placed_here(node, placement_file):
+    """
+    The VMs of pillar ``kiss:vms`` that primary-vms.target on ``node`` wants (``wants``: their
+    ``primary_on`` is ``node``, or kiss-migrate put them here) and those it conflicts with
+    (``conflicts``), after the placement file (kisscluster/placement.py).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.placed_here node1 /var/lib/kisscluster/placement.json
+    """
+    homes = {name: vm["primary_on"] for name, vm in __pillar__["kiss"].get("vms", {}).items()}
+    try:
+        placement = _placement.load(_Path(placement_file))
+    except (_placement.PlacementError, OSError) as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    wants, conflicts = _placement.split(homes, node, placement)
+    return {"wants": wants, "conflicts": conflicts}
+
+
 def kissclusterd_conf(cluster, heartbeat):
     """
     The text of kissclusterd's config for ``cluster`` (pillar ``kiss:cluster``) and the merged
@@ -394,3 +419,58 @@ def overview(timeout=None):
         return _overview.report(config_dir, float(timeout))
     except (NodeError, _inventory.InventoryError, ValueError) as exc:
         raise CommandExecutionError(f"overview: {exc}") from exc
+
+
+def _command(main, argv):
+    """Run one of kisscluster's commands here; its progress lines, or its error."""
+    out, err = _io.StringIO(), _io.StringIO()
+    with _contextlib.redirect_stdout(out), _contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:  # argparse refused the arguments
+            status = exc.code or 0
+    if status != 0:
+        raise CommandExecutionError(err.getvalue().strip() or f"exit status {status}")
+    return out.getvalue().splitlines()
+
+
+def migrate(name=None, to=None, home=False, bandwidth=None):
+    """
+    Live-migrate VM ``name`` to the other node (``to`` may name it) without stopping its guest,
+    or with ``home=True`` every VM away from its ``primary_on`` node back home; ``bandwidth``
+    caps the migration in MiB/s. Refused, with the reasons, before anything changes when the
+    VM cannot move safely. The VM stays where it is put until migrated back or a failover moves
+    it. Returns the progress lines. ``kiss-migrate`` does the same from either node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.migrate web
+        salt-call --local kiss.migrate home=True
+    """
+    from kisscluster.migration import cli as _migration
+
+    argv = ["--home"] if home else [name, *(["--to", to] if to else [])]
+    argv += ["--bandwidth", str(int(bandwidth))] if bandwidth else []
+    return _command(_migration.migrate_main, argv)
+
+
+def maintenance(node, switch, home=False):
+    """
+    ``switch="on"``: migrate every VM off ``node`` live, one at a time, then mark it in
+    maintenance, so that neither node's kissclusterd gives it VMs back while the other node can
+    run them (across reboots too). ``switch="off"``: lift the mark; with ``home=True`` also
+    migrate ``node``'s own VMs back. Returns the progress lines. ``kiss-maintenance`` does the
+    same.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local kiss.maintenance node1 on
+        salt-call --local kiss.maintenance node1 off home=True
+    """
+    from kisscluster.migration import cli as _migration
+
+    return _command(_migration.maintenance_main, [node, switch, *(["--home"] if home else [])])

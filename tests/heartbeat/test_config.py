@@ -61,7 +61,7 @@ def test_ipv6_addresses():
         (MINIMAL + "port = 0\n", "port: 0 is outside 1..65535"),
         (MINIMAL + "port = http\n", "port: 'http' is not a whole number"),
         (MINIMAL + "secret_file = kissclusterd.secret\n", "absolute path"),
-        (MINIMAL + "priority_penalty = 20\n", "base_priority - 6 * priority_penalty - 1"),
+        (MINIMAL + "priority_penalty = 11\n", "base_priority - 9 * priority_penalty - 3"),
         (MINIMAL + "interval = soon\n", "interval: 'soon' is not a number"),
         (MINIMAL + "interval = 0\n", "interval: 0.0 s is outside"),
         (MINIMAL + "interval = 61\ndead_time = 200\n", "more than 60.0 s"),

@@ -274,3 +274,30 @@ def test_failover_after_a_silent_peer_takes_at_most_dead_time_plus_interval():
             if node.evaluate().state == State.ALL:
                 break
         assert node.now - fault <= RULES.dead_time + RULES.interval
+
+
+# -- maintenance ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("peer", "ping", "expected"),
+    [
+        (100, True, State.NONE),  # a healthy peer runs every VM
+        (70, True, State.NONE),  # even one that lost both links and the switch
+        (None, True, State.ALL),  # the peer is gone: this node runs them all
+        (100 - RULES.stale_penalty, True, State.ALL),  # back after a failure, its copies syncing
+    ],
+)
+def test_a_node_in_maintenance_gets_vms_only_when_the_peer_is_gone(peer, ping, expected):
+    node = Node()
+    node.hear(100)
+    node.core.maintenance = True
+    assert node.settle(peer=peer, ping=ping) == expected
+
+
+def test_maintenance_lifted_gives_equal_priorities_again():
+    node = Node()
+    node.hear(100)
+    node.core.maintenance = True
+    assert node.settle(peer=100) == State.NONE
+    assert node.core.own_priority(node.now) == 100 - RULES.maintenance_penalty
+    node.core.maintenance = False
+    assert node.settle(peer=100) == State.PRIMARY

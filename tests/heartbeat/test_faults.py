@@ -139,7 +139,7 @@ def test_both_start_together(lab, tmp_path):
     lab.signal("n1", signal.SIGHUP)
     expect(listener, b"RELOADING=1")
     expect(listener, b"READY=1")
-    lab.write_config(priority_penalty=15)
+    lab.write_config(priority_penalty=9)
     lab.signal("n1", signal.SIGHUP)
     expect(listener, b"RELOADING=1")
     expect(listener, b"READY=1")

@@ -182,7 +182,7 @@ def test_a_node_with_a_stale_copy_ranks_below_a_peer_that_lost_everything_else()
         core.heartbeat("prod", 70, t)
         core.ping(True, t)
         decision = core.evaluate(t, t)
-    assert decision.own_priority == 100 - 31
+    assert decision.own_priority == 100 - 32
     assert decision.state == State.NONE
     core.copies_ready = True
     for t in (7.0, 8.0):
@@ -197,3 +197,19 @@ def test_a_connect_request_is_its_own_kind():
     assert outdate.decode_request(datagram, SECRET, outdate.CONNECT_MAGIC).resource == "web"
     with pytest.raises(outdate.BadMessage, match="KCOQ"):  # never taken for an outdate request
         outdate.decode_request(datagram, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("marked", "status", "yields"),
+    [
+        (True, "inmigrate", True),  # the target before the switch-over: no guest yet
+        (True, "postmigrate", True),  # the source after it: its guest runs on the peer
+        (True, None, True),  # no qemu here any more
+        (True, "running", False),  # the guest runs here: the peer's side gives way
+        (True, "paused", False),  # paused by the operator, but here
+        (False, "postmigrate", False),  # no migration of ours: DRBD's usual answers
+        (False, None, False),
+    ],
+)
+def test_in_a_live_migration_the_side_without_the_guest_gives_way(marked, status, yields):
+    assert outdate.yields_in_migration(marked, status) is yields

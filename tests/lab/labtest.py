@@ -167,25 +167,31 @@ class Sampler:
 
     def both_ran(self) -> list[str]:
         """Every pair of samples, one per node and overlapping in time, in which a VM unit was
-        active, or a DRBD volume Primary, on both nodes; and every Primary/Primary volume."""
+        active, or a DRBD volume Primary, on both nodes; and every Primary/Primary volume. Not
+        inside a live migration's window: while both nodes show kiss-migrate's mark."""
         found = []
         one, two = (self.samples[machine.name] for machine in self.lab.nodes)
         for began, _, state in one + two:
             for volume, drbd in state.get("drbd", {}).items():
-                if drbd.get("role") == "Primary" == drbd.get("peer_role"):
+                migrating = volume.split("/")[0] in state.get("migrating", [])
+                if drbd.get("role") == "Primary" == drbd.get("peer_role") and not migrating:
                     found.append(f"t={began:.0f}: {volume} Primary/Primary")
         for began, ended, first in one:
             for other_began, other_ended, second in two:
                 if other_began > ended or began > other_ended:
                     continue
                 at = f"t={max(began, other_began):.0f}"
+                # A live migration's window: both nodes show the VM as being migrated.
+                window = set(first.get("migrating", [])) & set(second.get("migrating", []))
                 found += [
                     f"{at}: {u} active on both ({_volumes(first, u)} | {_volumes(second, u)})"
                     for u in sorted(_vms(first, second) & _vms(second, first))
+                    if u[3:-8] not in window
                 ]
                 found += [
                     f"{at}: {v} Primary on both"
                     for v in sorted(_primaries(first, second) & _primaries(second, first))
+                    if v.split("/")[0] not in window
                 ]
         return found
 

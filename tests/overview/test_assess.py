@@ -209,3 +209,39 @@ def test_exit_status(tmp_path, node1, node2, status):
     both = both_nodes(tmp_path)
     both = {"node1": node1 or both["node1"], "node2": node2 or both["node2"]}
     assert report(both)["status"] == status
+
+
+def migrated(tmp_path, maintenance=()):
+    """web moved to node2 by kiss-migrate: both placement files say so, node2's primary-vms
+    wants it and node1's does not."""
+    both = both_nodes(tmp_path, node2={"running": ["db", "web"]}, node1={"running": ["mail"]})
+    both["node1"]["home"].remove("web")
+    both["node2"]["home"] = sorted([*both["node2"]["home"], "web"])
+    for node in both.values():
+        node["placement"] = {"away": {"web": "node2"}, "maintenance": list(maintenance)}
+    return both
+
+
+def test_a_vm_kiss_migrate_placed_on_the_peer_is_healthy_and_away_from_home(tmp_path):
+    found = report(migrated(tmp_path, maintenance=["node1"]))
+    assert found["problems"] == []
+    web = vm(found, "web")
+    assert (web["home"], web["runs_on"]) == ("node1", ["node2"])
+    assert web["notes"] == ["placed on node2 by kiss-migrate", "away from home (node1)"]
+    assert [n["maintenance"] for n in found["nodes"]] == [["node1"], ["node1"]]
+    assert "node1  primary-vms (maintenance)" in render.render(found)
+
+
+def test_a_placed_vm_keeps_its_home_with_the_peer_unreachable(tmp_path):
+    both = migrated(tmp_path)
+    both["node2"] = facts.unreachable("no answer within 3 s")
+    web = vm(report(both), "web")
+    assert web["home"] == "node1"
+    assert not [p for p in web["problems"] if "disagree" in p]
+
+
+def test_placement_files_that_disagree_with_the_targets_are_a_problem(tmp_path):
+    both = migrated(tmp_path)
+    both["node1"]["placement"] = {"away": {}, "maintenance": []}
+    both["node2"]["home"].remove("web")
+    assert "web: the nodes' placement files or targets disagree" in report(both)["problems"]

@@ -48,10 +48,13 @@ def test_node_files_applied_then_second_apply_changes_nothing(node1):
     assert node1.file("etc/kisscluster/kissclusterd.conf").split("[kissclusterd]\n")[1] == (
         "stor_addrs = 10.99.0.1 10.99.0.2\n"
         "prod_addrs = 192.0.2.11 192.0.2.12\n"
+        "# Their names: kiss-maintenance marks one by name (kisscluster/placement.py).\n"
+        "members = node1 node2\n"
         "ping_addr = 192.0.2.1\n"
         "# Power fencing of each member (kisscluster/heartbeat/power.py); empty: none.\n"
         "fence1 =\n"
         "fence2 =\n"
+        "placement_file = /var/lib/kisscluster/placement.json\n"
         "port = 694\n"
         "secret_file = /etc/kisscluster/kissclusterd.secret\n"
         "base_priority = 100\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from kisstest import salt_call
 
-from kisscluster import drbd, inventory
+from kisscluster import drbd, inventory, placement
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -289,3 +289,17 @@ def test_an_install_iso_named_in_the_vm_file_reaches_its_qemu_parameters(node1, 
     assert_all_succeeded(node1.apply("kiss.vms"))
     assert "QEMU_INSTALL_ARGS" not in node1.file("etc/vm/web.conf")
     assert node1.file("etc/vm/web.conf") == (EXPECTED / "web.conf").read_text(encoding="utf-8")
+
+
+def test_a_vm_kiss_migrate_placed_on_the_peer_stays_there_after_kiss_vms(node1, site):
+    """kiss.vms renders primary-vms.target's drop-in from primary_on and the placement file,
+    so a roll-out never hands a migrated VM back (kisscluster/placement.py)."""
+    drop_in = "etc/systemd/system/primary-vms.target.d/kisscluster-vms.conf"
+    placed = node1.root / "var/lib/kisscluster/placement.json"
+    placement.save(placement.AT_HOME.moved("web", "node2", "node1"), placed)
+    assert_all_succeeded(node1.apply("kiss.vms"))
+    assert placement.drop_in_lists(node1.file(drop_in)) == (["mail"], ["db", "web"])
+    placement.save(placement.AT_HOME, placed)
+    results = node1.apply("kiss.vms")
+    assert results["kiss-vms-units-primary-vms-target"]["changes"]
+    assert node1.file(drop_in) == (EXPECTED / "primary-vms-node1.conf").read_text()

@@ -94,7 +94,16 @@ def test_demote_stops_at_once_when_nothing_is_primary_here(tmp_path: Path, role:
     assert count.read_text() == "1"
 
 
-def test_powerdown_asks_the_guest_and_waits_for_qemu_to_exit(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("status", "command"),
+    [
+        ("running", b"system_powerdown\n"),
+        ("paused", b"system_powerdown\n"),
+        ("paused (inmigrate)", b"quit\n"),  # waits for a migration: no guest to power down
+        ("paused (postmigrate)", b"quit\n"),  # its guest was migrated to the peer
+    ],
+)
+def test_powerdown_asks_the_guest_and_waits_for_qemu_to_exit(tmp_path: Path, status, command):
     qemu = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(tmp_path / "web.monitor"))
@@ -102,19 +111,23 @@ def test_powerdown_asks_the_guest_and_waits_for_qemu_to_exit(tmp_path: Path):
     received = []
 
     def monitor() -> None:
-        connection, _ = server.accept()
-        with connection:
-            connection.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\n(qemu) ")
-            received.append(connection.recv(4096))
-            connection.sendall(b"system_powerdown\r\n(qemu) ")
-            qemu.terminate()
-            qemu.wait(timeout=10)  # reaped, as systemd reaps the real qemu
+        """qemu's human monitor: one command per connection, as unitctl sends them."""
+        for answer in (f"VM status: {status}", ""):
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(
+                    b"QEMU 7.2.0 monitor - type 'help' for more information\n(qemu) "
+                )
+                received.append(connection.recv(4096))
+                connection.sendall(received[-1].rstrip() + f"\r\n{answer}\r\n(qemu) ".encode())
+        qemu.terminate()
+        qemu.wait(timeout=10)  # reaped, as systemd reaps the real qemu
 
     thread = threading.Thread(target=monitor)
     thread.start()
     try:
         assert unitctl.main(["powerdown", "--run-dir", str(tmp_path), "web", str(qemu.pid)]) == 0
-        assert received == [b"system_powerdown\n"]
+        assert received == [b"info status\n", command]
         assert qemu.poll() is not None
     finally:
         thread.join(timeout=10)

@@ -1,5 +1,6 @@
 # Active VMs are enabled (wanted by all-vms.target); primary-vms.target wants the VMs whose
-# primary_on is this node and conflicts with the others. Disabled VMs are disabled, not stopped.
+# primary_on is this node, or that kiss-migrate placed here (kisscluster/placement.py), and
+# conflicts with the others. Disabled VMs are disabled, not stopped.
 # kiss-drbd-verify.timer runs DRBD online verify of this node's VMs on the cluster's
 # verify_schedule (kisscluster/onlineverify.py).
 {%- from "kiss/map.jinja" import kiss with context %}
@@ -22,6 +23,7 @@ kiss-vms-units-{{ name }}-disabled:
   file.absent:
     - name: {{ wants_dir }}/vm@{{ name }}.service
 {%- endfor %}
+{%- set placed = salt["kiss.placed_here"](node, kiss.root ~ kiss.placement_file) %}
 
 kiss-vms-units-primary-vms-target:
   file.managed:
@@ -32,8 +34,8 @@ kiss-vms-units-primary-vms-target:
     - mode: "0644"
     - context:
         node: {{ node | json }}
-        wants: {{ vms | dictsort | selectattr("1.primary_on", "equalto", node) | map(attribute="0") | list | json }}
-        conflicts: {{ vms | dictsort | rejectattr("1.primary_on", "equalto", node) | map(attribute="0") | list | json }}
+        wants: {{ placed.wants | json }}
+        conflicts: {{ placed.conflicts | json }}
 {%- set verify_units = salt["kiss.verify_units"](node, kiss) %}
 {%- for kind in ["service", "timer"] %}
 

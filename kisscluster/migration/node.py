@@ -1,0 +1,247 @@
+"""What a live migration does on one node: `python3 -m kisscluster.migration.node OP VM ...`.
+
+kiss-migrate runs these on the source directly and on the target through the cluster's remote
+command (ssh over the storage network), so each takes plain words and prints at most one line
+of JSON. Paths and drbdadm come from the node's kissclusterd.conf and kiss.node's defaults.
+
+serve                         the operations below, one per line on stdin (one session)
+facts VM                      what the pre-checks need (kisscluster.migration.plan.refusals)
+mark VM SOURCE TARGET         `<run_dir>/<vm>.migration`: a migration is under way (unitctl
+                              adjust keeps two primaries allowed while it is there)
+unmark VM                     remove it
+place VM NODE HERE PRIMARY_ON  the placement file and primary-vms.target's drop-in on HERE
+                              with VM on NODE, then `systemctl daemon-reload`
+two-primaries VM yes|no       DRBD's allow-two-primaries for the VM's resource
+incoming VM ADDR PORT         start vm@VM with qemu waiting for the migration on ADDR:PORT
+stop VM                       stop vm@VM (a qemu without its guest quits), wait until no
+                              volume is Primary here, forget the incoming parameters
+"""
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from kisscluster import drbd, names, placement, verifywanted, vmmonitor
+from kisscluster.atomic import write_atomic
+from kisscluster.heartbeat import config as daemon_config
+from kisscluster.overview import facts as overview_facts
+
+SYSTEMD_DIR = Path("/etc/systemd/system")
+VM_CONF_DIR = Path("/etc/vm")
+RUN_DIR = Path("/run/kvm")
+DRBD_DIR = Path("/etc/drbd.d")
+PROC_DRBD = Path("/proc/drbd")
+WAIT = 120.0  # seconds for a qemu to be ready, or a copy to be Secondary
+POLL = 0.2
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _daemon_config() -> daemon_config.Config:
+    return daemon_config.load(daemon_config.DEFAULT_PATH)
+
+
+def unit_active(vm: str) -> bool:
+    done = subprocess.run(["systemctl", "is-active", "--quiet", f"vm@{vm}.service"], check=False)
+    return done.returncode == 0
+
+
+def active_target() -> str | None:
+    states = overview_facts.systemctl_states([f"{t}.target" for t in overview_facts.TARGETS])
+    active = [t for t in overview_facts.TARGETS if states[f"{t}.target"] == "active"]
+    return active[0] if active else None
+
+
+def mem_available_kib(meminfo: str) -> int:
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    raise ValueError("no MemAvailable in /proc/meminfo")
+
+
+def volumes(vm: str) -> list[dict[str, Any]]:
+    minors = drbd.proc_volumes(PROC_DRBD.read_text(encoding="ascii"))
+    return overview_facts.vm_volumes(DRBD_DIR, vm, minors) or []
+
+
+def node_facts(vm: str) -> dict[str, Any]:
+    return {
+        "runs": unit_active(vm),
+        "migrating": (RUN_DIR / f"{vm}.migration").exists(),
+        "conf_digest": _digest(VM_CONF_DIR / f"{vm}.conf"),
+        "unit_digest": _digest(SYSTEMD_DIR / "vm@.service"),
+        "volumes": volumes(vm),
+        "target": active_target(),
+        "maintenance": list(placement.load(placement_file()).maintenance),
+        "mem_available_kib": mem_available_kib(Path("/proc/meminfo").read_text()),
+    }
+
+
+def placement_file() -> Path:
+    return _daemon_config().placement_file
+
+
+def maintenance(node: str, on: bool) -> None:
+    path = placement_file()
+    placement.save(placement.load(path).with_maintenance(node, on), path)
+
+
+def mark(vm: str, source: str, target: str) -> None:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    write_atomic(RUN_DIR / f"{vm}.migration", json.dumps({"from": source, "to": target}) + "\n")
+
+
+def unmark(vm: str) -> None:
+    (RUN_DIR / f"{vm}.migration").unlink(missing_ok=True)
+
+
+def place(vm: str, node: str, here: str, primary_on: str) -> None:
+    """Record `vm` on `node` in this node's (`here`) placement file and target drop-in."""
+    path = placement_file()
+    placement.save(placement.load(path).moved(vm, node, primary_on), path)
+    drop_in = SYSTEMD_DIR / placement.DROP_IN
+    wants, conflicts = (
+        [name for name in listed if name != vm]
+        for listed in placement.drop_in_lists(drop_in.read_text(encoding="utf-8"))
+    )
+    (wants if node == here else conflicts).append(vm)
+    text = verifywanted.render_unit(
+        "primary-vms-wants.conf", node=here, wants=sorted(wants), conflicts=sorted(conflicts)
+    )
+    write_atomic(drop_in, text)
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+
+
+def two_primaries(vm: str, allow: bool) -> None:
+    done = subprocess.run(
+        drbd.two_primaries_command(_daemon_config().drbdadm, vm, allow),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"drbdadm net-options: {drbd.error_line(done.stderr)}")
+
+
+def _wait(what: str, ready: Callable[[], bool], wait: float = WAIT) -> None:
+    deadline = time.monotonic() + wait
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {wait:.0f} s")
+        time.sleep(POLL)
+
+
+def qemu_status(vm: str) -> str | None:
+    """The run state of this node's qemu for `vm` (`running`, `inmigrate`, ...), or None."""
+    try:
+        qmp = vmmonitor.Qmp(RUN_DIR / f"{vm}.qmp", timeout=5.0)
+    except (vmmonitor.MonitorError, OSError):
+        return None
+    try:
+        return str(qmp.execute("query-status")["status"])
+    except (vmmonitor.MonitorError, OSError):
+        return None
+    finally:
+        qmp.close()
+
+
+def incoming(vm: str, address: str, port: int) -> None:
+    """vm@VM started with qemu waiting for the migration stream on address:port."""
+    listen = f"[{address}]" if ":" in address else address
+    write_atomic(
+        RUN_DIR / f"{vm}.conf",
+        "# kiss-migrate: this start receives the VM from the peer.\n"
+        f"QEMU_EXTRA_ARGS=-incoming tcp:{listen}:{port}\n",
+    )
+    subprocess.run(["systemctl", "start", f"vm@{vm}.service"], check=True, timeout=WAIT)
+    _wait(f"{vm}'s qemu waiting for the migration", lambda: qemu_status(vm) == "inmigrate")
+
+
+def forget_incoming(vm: str) -> None:
+    (RUN_DIR / f"{vm}.conf").unlink(missing_ok=True)
+
+
+def stop(vm: str, wait: float = WAIT) -> None:
+    """vm@VM stopped (it holds no guest here), and every volume of the VM Secondary here."""
+    subprocess.run(["systemctl", "stop", f"vm@{vm}.service"], check=True, timeout=wait)
+    forget_incoming(vm)
+    _wait(
+        f"{vm}'s volumes Secondary here",
+        lambda: all(v.get("role") != "Primary" for v in volumes(vm)),
+        wait,
+    )
+
+
+OPS: dict[str, tuple[int, Callable[..., object]]] = {  # op -> (words after VM, function)
+    "mark": (2, mark),
+    "unmark": (0, unmark),
+    "place": (3, place),
+    "incoming": (2, lambda vm, address, port: incoming(vm, address, int(port))),
+    "forget-incoming": (0, forget_incoming),
+    "stop": (0, stop),
+    "two-primaries": (1, lambda vm, allow: two_primaries(vm, {"yes": True, "no": False}[allow])),
+}
+
+
+FAILURES = (ValueError, KeyError, TypeError, OSError, RuntimeError, subprocess.SubprocessError,
+            daemon_config.ConfigError)  # fmt: skip
+
+
+def run_op(op: str, name: str, words: list[str]) -> str:
+    """One operation; what it prints (the facts' JSON, else nothing)."""
+    if op == "maintenance":
+        (switch,) = words
+        maintenance(names.validate_member_name(name), {"on": True, "off": False}[switch])
+        return ""
+    vm = names.validate_vm_name(name)
+    if op == "facts":
+        return json.dumps(node_facts(vm))
+    count, function = OPS[op]
+    if len(words) != count:
+        raise ValueError(f"takes {count} word(s) after the VM, got {words}")
+    function(vm, *[names.validate_member_name(w) if op in ("mark", "place") else w for w in words])
+    return ""
+
+
+def serve(requests: TextIO, replies: TextIO) -> int:
+    """Operations one per line (`OP NAME WORDS...`), each answered by one line of JSON:
+    {"ok": true, "out": ...} or {"ok": false, "error": ...}. kiss-migrate keeps one such
+    session open to the peer for a whole migration: one ssh connection and one Python start."""
+    for line in requests:
+        op, name, *words = line.split() or ["", ""]
+        try:
+            reply = {"ok": True, "out": run_op(op, name, words)}
+        except FAILURES as exc:
+            reply = {"ok": False, "error": f"{op} {name}: {exc}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m kisscluster.migration.node")
+    parser.add_argument("op", choices=["serve", "facts", "maintenance", *OPS])
+    parser.add_argument("name", nargs="?", help="the VM; for maintenance, the node")
+    parser.add_argument("words", nargs="*")
+    args = parser.parse_args(argv)
+    if args.op == "serve":
+        return serve(sys.stdin, sys.stdout)
+    try:
+        print(run_op(args.op, args.name or "", args.words))
+    except FAILURES as exc:
+        print(f"{args.op} {args.name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
