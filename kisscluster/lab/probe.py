@@ -47,6 +47,9 @@ def drbd(proc_drbd: str, by_res: Path = Path("/dev/drbd/by-res")) -> dict[str, d
 
 
 def snapshot() -> dict[str, Any]:
+    # Read first, so that a mark seen covers the units and volumes read below however long this
+    # probe takes under TCG (kiss-migrate marks before its window opens, unmarks after it ends).
+    migrating = sorted(p.stem for p in Path("/run/kvm").glob("*.migration"))
     # One systemctl call for all targets and no second Python: under TCG every process start
     # costs, and the lab tests sample each node every second.
     active = _output(["systemctl", "is-active", *TARGETS]).split()
@@ -62,7 +65,7 @@ def snapshot() -> dict[str, Any]:
         "drbd": drbd(proc.read_text() if proc.exists() else ""),
         "kissclusterd": daemon,
         # VMs kiss-migrate is moving (kisscluster.migration.node): Primary on both is allowed.
-        "migrating": sorted(p.stem for p in Path("/run/kvm").glob("*.migration")),
+        "migrating": migrating,
     }
 
 
