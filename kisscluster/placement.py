@@ -23,7 +23,6 @@ from kisscluster import names, paths
 from kisscluster.atomic import write_atomic
 
 PLACEMENT_FILE = Path(paths.PLACEMENT_FILE)
-DROP_IN = "primary-vms.target.d/kisscluster-vms.conf"  # kiss.vms writes it in the systemd dir
 _DROP_IN_LINE = re.compile(r"^(Wants|Conflicts)=vm@([A-Za-z][A-Za-z0-9_-]*)\.service\s*$", re.M)
 
 

@@ -18,14 +18,13 @@ kiss.vms renders.
 import re
 from pathlib import Path
 
-from kisscluster import drbd
+from kisscluster import drbd, placement
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
 DRBD_DIR = Path("/etc/drbd.d")
 PROC_DRBD = Path("/proc/drbd")
 
 HOME_DROP_IN = "primary-vms.target.d/kisscluster-vms.conf"  # written by kiss.vms
-_WANTED = re.compile(r"^Wants=vm@([A-Za-z][A-Za-z0-9_-]*)\.service\s*$", re.MULTILINE)
 _MINOR = re.compile(r"\bminor\s+(\d+)\s*;")
 _VOLUME = re.compile(r"\bvolume\s+(\d+)\s*\{[^}]*?\bminor\s+(\d+)\s*;")
 
@@ -40,7 +39,7 @@ def enabled_vms(systemd_dir: Path) -> list[str]:
 def home_vms(systemd_dir: Path) -> list[str]:
     """The VMs whose primary_on is this node."""
     try:
-        return sorted(_WANTED.findall((systemd_dir / HOME_DROP_IN).read_text()))
+        return placement.drop_in_lists((systemd_dir / HOME_DROP_IN).read_text())[0]
     except OSError:
         return []
 

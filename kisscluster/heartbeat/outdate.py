@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from kisscluster import drbd, names
 from kisscluster.heartbeat.protocol import Address, packed_address, unpacked_address
-from kisscluster.migration import node as migration
+from kisscluster.vmmonitor import RUN_DIR
 
 REQUEST_MAGIC = b"KCOQ"
 CONNECT_MAGIC = b"KCOC"
@@ -223,16 +223,29 @@ def yields_in_migration(marked: bool, qemu_status: str | None) -> bool:
     return marked and qemu_status not in ("running", "paused")
 
 
+def _stand_aside(resource: str) -> str | None:
+    """Inside a migration's window: this side gives way unless its qemu runs the guest (its
+    qemu quits, its copy goes Secondary); why it could not, or None."""
+    # Imported here, not at the top: the fence-peer handler imports this module while DRBD
+    # holds I/O frozen, and migration.node's imports would double its start-up.
+    from kisscluster.migration import node as migration
+
+    if not yields_in_migration(True, migration.qemu_status(resource)):
+        return None
+    try:
+        migration.stop(resource, wait=STAND_ASIDE_WAIT)
+    except (OSError, TimeoutError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    return None
+
+
 def answer_request(drbdadm: str, resource: str) -> tuple[Answer, str]:
     """Act on an outdate request for `resource`: the answer and a line for the journal."""
     resource = names.validate_vm_name(resource)
-    marked = (migration.RUN_DIR / f"{resource}.migration").exists()
-    status = migration.qemu_status(resource) if marked else None
-    if yields_in_migration(marked, status):
-        try:
-            migration.stop(resource, wait=STAND_ASIDE_WAIT)
-        except (OSError, TimeoutError, subprocess.SubprocessError) as exc:
-            return Answer.RETRY, f"{resource}: standing aside in a live migration: {exc}"
+    if (RUN_DIR / f"{resource}.migration").exists():
+        failed = _stand_aside(resource)
+        if failed is not None:
+            return Answer.RETRY, f"{resource}: standing aside in a live migration: {failed}"
     copy = read_copy(drbdadm, resource)
     answer = decide(copy)
     if answer is not None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kisscluster import names, placement, verifywanted
+from kisscluster import names, placement, verifywanted, vmmonitor
 from kisscluster import pillar as pillar_mod
 from kisscluster.configure.node import Cluster, Node, NodeError, load_node
 from kisscluster.migration import node as here_ops
@@ -209,7 +209,7 @@ def migrate_main(argv: list[str] | None = None) -> int:
             site.vm(vm)
             if to is not None and to not in (site.here, site.peer["name"]):
                 raise Refused(f"{to} is not a member of cluster {site.cluster.name}")
-            if not here_ops.unit_active(vm):
+            if not vmmonitor.runs_here(vm):
                 if args.here:
                     raise Refused(f"{vm} does not run on {site.here}")
                 if to == site.peer["name"]:
@@ -303,7 +303,7 @@ def empty_node(site: Site, node: str, bandwidth: int | None) -> list[str]:
     still run there."""
     still = []
     for vm in sorted(site.kiss["vms"]):
-        there = here_ops.unit_active(vm) if node == site.here else _runs_on_peer(site, vm)
+        there = vmmonitor.runs_here(vm) if node == site.here else _runs_on_peer(site, vm)
         if not there:
             continue
         if node == site.here:

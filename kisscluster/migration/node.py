@@ -30,13 +30,14 @@ from typing import Any, TextIO
 from kisscluster import drbd, names, placement, verifywanted, vmmonitor
 from kisscluster.atomic import write_atomic
 from kisscluster.heartbeat import config as daemon_config
+from kisscluster.heartbeat import copies
 from kisscluster.overview import facts as overview_facts
 
-SYSTEMD_DIR = Path("/etc/systemd/system")
-VM_CONF_DIR = Path("/etc/vm")
-RUN_DIR = Path("/run/kvm")
-DRBD_DIR = Path("/etc/drbd.d")
-PROC_DRBD = Path("/proc/drbd")
+SYSTEMD_DIR = copies.SYSTEMD_DIR
+DRBD_DIR = copies.DRBD_DIR
+PROC_DRBD = copies.PROC_DRBD
+VM_CONF_DIR = vmmonitor.VM_CONF_DIR
+RUN_DIR = vmmonitor.RUN_DIR
 WAIT = 120.0  # seconds for a qemu to be ready, or a copy to be Secondary
 POLL = 0.2
 
@@ -50,11 +51,6 @@ def _digest(path: Path) -> str | None:
 
 def _daemon_config() -> daemon_config.Config:
     return daemon_config.load(daemon_config.DEFAULT_PATH)
-
-
-def unit_active(vm: str) -> bool:
-    done = subprocess.run(["systemctl", "is-active", "--quiet", f"vm@{vm}.service"], check=False)
-    return done.returncode == 0
 
 
 def active_target() -> str | None:
@@ -77,7 +73,7 @@ def volumes(vm: str) -> list[dict[str, Any]]:
 
 def node_facts(vm: str) -> dict[str, Any]:
     return {
-        "runs": unit_active(vm),
+        "runs": vmmonitor.runs_here(vm),
         "migrating": (RUN_DIR / f"{vm}.migration").exists(),
         "conf_digest": _digest(VM_CONF_DIR / f"{vm}.conf"),
         "unit_digest": _digest(SYSTEMD_DIR / "vm@.service"),
@@ -110,7 +106,7 @@ def place(vm: str, node: str, here: str, primary_on: str) -> None:
     """Record `vm` on `node` in this node's (`here`) placement file and target drop-in."""
     path = placement_file()
     placement.save(placement.load(path).moved(vm, node, primary_on), path)
-    drop_in = SYSTEMD_DIR / placement.DROP_IN
+    drop_in = SYSTEMD_DIR / copies.HOME_DROP_IN
     wants, conflicts = (
         [name for name in listed if name != vm]
         for listed in placement.drop_in_lists(drop_in.read_text(encoding="utf-8"))

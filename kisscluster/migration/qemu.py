@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kisscluster.vmmonitor import Qmp
+from kisscluster.vmmonitor import RUN_DIR, Qmp
 
-RUN_DIR = Path("/run/kvm")
 PROGRESS_EVERY = 1.0  # seconds between two progress lines while qemu sends the guest
 MIB = 1024 * 1024
 ENDED = ("completed", "failed", "cancelled")
