@@ -67,6 +67,7 @@ PYTHON_REQUIREMENTS = (
 VENV = "/opt/kisscluster"  # the documented install of a node (README, "Running a cluster")
 IMAGE_SIZE = "4G"
 READY_MARKER = "KISS-LAB-READY"
+CLOCK_SCRIPT = "usr/local/sbin/kiss-lab-clock"  # kisscluster/lab/clock.py
 
 _NETWORK_COMMON = "LinkLocalAddressing=no\nConfigureWithoutCarrier=yes\nIgnoreCarrierLoss=yes\n"
 
@@ -132,6 +133,12 @@ def guest_files(public_key: str) -> dict[str, str]:
             f"ExecStart=/bin/echo {READY_MARKER} %H\nStandardOutput=file:/dev/ttyS0\n"
             "[Install]\nWantedBy=multi-user.target\n"
         ),
+        CLOCK_SCRIPT: (Path(__file__).parent / "clock.py").read_text(encoding="utf-8"),
+        "etc/systemd/system/kiss-lab-clock.service": (
+            "[Unit]\nDescription=kiss-lab: the clock kept on the host's, as NTP would\n"
+            f"[Service]\nExecStart=/usr/bin/python3 /{CLOCK_SCRIPT}\nRestart=always\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        ),
     }
     for number, node in enumerate(NODES, start=1):
         files.update(_node_networks(number, node))
@@ -139,7 +146,7 @@ def guest_files(public_key: str) -> dict[str, str]:
 
 
 SETUP_COMMANDS = (
-    ("systemctl", "enable", "systemd-networkd", "kiss-lab-ready.service"),
+    ("systemctl", "enable", "systemd-networkd", "kiss-lab-ready.service", "kiss-lab-clock.service"),
     (
         "systemctl",
         "mask",

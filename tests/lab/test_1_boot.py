@@ -4,11 +4,13 @@ both reach. (That a node can lose the switch on its own is checked where a cut h
 in test_3_failover: on a pair that `kiss-lab up` rolled out, a cut moves VMs.)"""
 
 import json
+import time
 
 import pytest
-from labtest import Lab
+from labtest import Lab, wait_until
 
 from kisscluster.lab.layout import SWITCH_ADDR, VOLUME_GROUP, production_addr, storage_addr
+from kisscluster.lab.machine import Machine
 
 pytestmark = pytest.mark.lab
 
@@ -41,3 +43,26 @@ def test_storage_and_production_links_reach_the_peer(lab: Lab) -> None:
 def test_both_nodes_reach_the_switch(lab: Lab) -> None:
     for node in lab.nodes:
         assert lab.ok(node, "fping", "-q", "-r", "2", SWITCH_ADDR), node.name
+
+
+def clock_offset(lab: Lab, node: Machine) -> float:
+    """The node's clock minus the host's, from the quickest of five readings over ssh."""
+    readings = []
+    for _ in range(5):
+        before = time.time()
+        theirs = float(lab.sh(node, "date", "+%s.%N"))
+        after = time.time()
+        readings.append((after - before, theirs - (before + after) / 2))
+    return min(readings)[1]
+
+
+def test_a_clock_set_back_returns_to_the_hosts(lab: Lab) -> None:
+    """kiss-lab-clock keeps each node on the host's clock, as NTP keeps a real node's:
+    kissclusterd drops the heartbeats of a peer whose clock is more than the dead time away."""
+    node = lab.nodes[1]
+    set_back = "import time; time.clock_settime(time.CLOCK_REALTIME, time.time() - 0.9)"
+    lab.sh(node, "python3", "-c", set_back)
+    wait_until(
+        f"{node.name}'s clock back within 0.3 s of the host's",
+        lambda: abs(clock_offset(lab, node)) < 0.3, 30,
+    )  # fmt: skip
