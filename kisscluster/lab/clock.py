@@ -6,7 +6,9 @@ server to reach, and under emulation its clock can drift from the host's; nor do
 the host's clock being stepped, while a node booted afterwards starts from the new time. The
 qemu RTC follows the host's clock (`-rtc clock=host`, qemu's default), so at each RTC second
 tick this compares and steps the system clock towards it, at most MAX_STEP at a time: less
-than kissclusterd's interval, so it never sees a clock jump and exits.
+than kissclusterd's interval, so it never sees a clock jump and exits. The RTC ticks less than
+a second behind the host's clock (qemu sets it from the host's in whole seconds), so the nodes
+agree to within a second: a third of the lab's dead time.
 
 Installed into the lab image as /usr/local/sbin/kiss-lab-clock and run by the Debian
 python3 of the guest: the standard library only.

@@ -1,6 +1,7 @@
 """Failover with the real kissclusterd under systemd: a crashed node and a node that loses the
 switch. Both nodes are sampled side by side throughout: no VM may ever run on both."""
 
+import json
 import time
 
 import pytest
@@ -49,6 +50,16 @@ def test_node1_crash_moves_its_vms_to_node2_and_back(rolled_out: Lab) -> None:
             FAILOVER_TIMEOUT, every=0.5,
         )  # fmt: skip
         lab.record("failover: node1 killed -> its VMs running on node2", took)
+        began = time.monotonic()
+        seen = lab.node2.ssh(["kiss-overview", "--json"], check=False, timeout=90)
+        lab.record(
+            "kiss-overview on node2, node1 off (host's ssh included)", time.monotonic() - began
+        )
+        report = json.loads(seen.stdout)
+        assert seen.returncode == 1, report  # degraded, not "cannot tell"
+        assert any(p.startswith("node1: unreachable (") for p in report["problems"]), report
+        runs_on = {vm["name"]: vm["runs_on"] for vm in report["vms"]}
+        assert all(runs_on[vm] == ["node2"] for vm in vms), runs_on
         began = time.monotonic()
         cluster.boot(lab.layout, lab.progress, ("node1",))
         took = wait_until(
