@@ -62,11 +62,14 @@ def test_a_clock_set_back_returns_to_the_hosts(lab: Lab) -> None:
     keeps a real node's: kissclusterd drops the heartbeats of a peer whose clock is more than
     the dead time away. The RTC ticks a fraction of a second behind the host's clock."""
     node = lab.nodes[1]
+    restarts = lab.sh(node, "systemctl", "show", "-P", "NRestarts", "kissclusterd")
     before = clock_offset(lab, node)
-    assert abs(before) < 1.2, before
-    set_back = "import time; time.clock_settime(time.CLOCK_REALTIME, time.time() - 0.9)"
+    assert abs(before) < 1.5, before  # the RTC's lag, and the readings' error
+    # Less than kissclusterd's interval (1 s), which it would take for a clock jump.
+    set_back = "import time; time.clock_settime(time.CLOCK_REALTIME, time.time() - 0.8)"
     lab.sh(node, "python3", "-c", shlex.quote(set_back))
     wait_until(
-        f"{node.name}'s clock back within 0.3 s of where it was ({before:+.2f} s)",
-        lambda: abs(clock_offset(lab, node) - before) < 0.3, 30,
+        f"{node.name}'s clock back within 0.4 s of where it was ({before:+.2f} s)",
+        lambda: abs(clock_offset(lab, node) - before) < 0.4, 30,
     )  # fmt: skip
+    assert lab.sh(node, "systemctl", "show", "-P", "NRestarts", "kissclusterd") == restarts
