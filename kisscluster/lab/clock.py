@@ -56,9 +56,7 @@ def main() -> None:
         step = step_towards(offset)
         if step:
             time.clock_settime(time.CLOCK_REALTIME, time.time() + step)
-            print(
-                f"the host's clock is {offset:+.3f} s from ours: stepped {step:+.3f} s", flush=True
-            )
+            print(f"the RTC is {offset:+.3f} s from our clock: stepped {step:+.3f} s", flush=True)
         time.sleep(PERIOD)
 
 
