@@ -20,7 +20,12 @@ from kisscluster import pillar as pillar_mod
 
 DEFAULT_CONFIG_DIR = Path("/etc/salt")
 DEFAULT_SITE = paths.SITE_DIR
-DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "{stor_addr}")
+# The keep-alives end a session whose peer went silent (its link down, the node hung) within
+# 30 s, where TCP alone would wait a quarter of an hour.
+DEFAULT_REMOTE_COMMAND = (
+    "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+    "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6", "{stor_addr}",
+)  # fmt: skip
 DEFAULT_SECRET_FILE = paths.HEARTBEAT_SECRET_FILE
 
 _INERT_ARGUMENT = re.compile(r"[A-Za-z0-9_./=:@%+,-]+\Z")

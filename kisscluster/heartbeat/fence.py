@@ -30,6 +30,11 @@ peer's disk. The handler asks the peer's kissclusterd on both nets to outdate it
   stands down: the peer, holding the lease, takes the VMs. With the lease, or without a witness,
   power fencing switches the peer off (kisscluster.heartbeat.power) and exits 7 once that is
   confirmed; while it is not, exit 1.
+
+Inside a live migration's window (kisscluster.migration, both sides Primary): a side whose qemu
+holds no guest and hears PRIMARY does not stand down, since it wrote nothing; the peer, which
+holds the guest, asks it to give way (kisscluster.heartbeat.outdate). A side that goes on (exit
+3, 4, 5 or 7) ends the window there once this handler returned (migration.node go-on).
 """
 
 import contextlib
@@ -57,6 +62,9 @@ RESEND = 0.5  # seconds between two rounds of requests
 PEER_UNREACHABLE = 5
 FENCED = 7
 FAILED = 1
+# The exit codes with which DRBD goes on here without the peer (drbd.conf(5)): in a migration's
+# window, this side then ends the window (kisscluster.migration.node go-on).
+GOES_ON = (int(outdate.Answer.INCONSISTENT), int(outdate.Answer.OUTDATED), PEER_UNREACHABLE, FENCED)
 # Seconds member 2 waits before it powers a silent peer off when there is no witness: if both
 # links fail between two live nodes, member 1's power-off wins instead of each killing the other.
 SECOND_MEMBER_FENCE_DELAY = 10.0
@@ -213,6 +221,7 @@ def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int
     def alive() -> bool:
         return daemon_hears_peer(run_dir, config.rules.dead_time)
 
+    marked, no_guest_here = migration_window(resource)
     answer, heard = ask_peer(config, secret, identity, resource, alive)
     heard = heard or alive()
     primary_here = is_primary(config.drbdadm, resource)
@@ -226,9 +235,45 @@ def fence_peer(config_path: Path, run_dir: Path = status.DEFAULT_RUN_DIR) -> int
     log.warning(
         "fence-peer %s: exit %d after %.1f s: %s", resource, code, time.monotonic() - began, why
     )
-    if primary_here and (answer == outdate.Answer.PRIMARY or cut_off or lease is False):
-        start_stand_down(resource)
+    window = (marked, no_guest_here)
+    for job in jobs_after(code, answer, primary_here, cut_off, lease, window):
+        start_outside_handler(job, resource)
     return code
+
+
+# Six parameters: the handler's exit code, what decided it, and the migration window here.
+def jobs_after(
+    code: int,
+    answer: outdate.Answer | None,
+    primary_here: bool,
+    cut_off: bool,
+    lease: bool | None,
+    window: tuple[bool, bool],
+) -> list[str]:
+    """What runs once the handler returned (OUTSIDE_JOBS), in order (pure). `window`: whether
+    a migration is marked here, and whether no qemu here holds its guest."""
+    marked, no_guest_here = window
+    jobs = []
+    # In a migration's window the peer that holds the guest asks this side, which holds none
+    # and wrote nothing, to give way (outdate.answer_request): no stand-down, no full resync.
+    gives_way = no_guest_here and answer == outdate.Answer.PRIMARY
+    stands_down = answer == outdate.Answer.PRIMARY or cut_off or lease is False
+    if primary_here and stands_down and not gives_way:
+        jobs.append("stand-down")
+    if marked and code in GOES_ON:
+        jobs.append("go-on")
+    return jobs
+
+
+def migration_window(resource: str) -> tuple[bool, bool]:
+    """Whether kiss-migrate marked `resource` here (kisscluster.migration.node), and if so
+    whether no qemu here holds its guest."""
+    if not (outdate.RUN_DIR / f"{resource}.migration").exists():
+        return False, False
+    # Only inside a window: migration.node's imports would double the handler's start-up.
+    from kisscluster.migration import node as migration
+
+    return True, outdate.yields_in_migration(True, migration.qemu_status(resource))
 
 
 def holds_lease(run_dir: Path) -> bool:
@@ -276,15 +321,23 @@ def fence_then_act(config_path: Path, run_dir: Path, argv: list[str]) -> int:
     return subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
 
 
-def start_stand_down(resource: str) -> None:
-    """Run the stand-down outside DRBD's handler: it needs this handler to have returned."""
+OUTSIDE_JOBS = {  # job -> the module that runs it, with the job as its command
+    "stand-down": "kisscluster.heartbeat.cli",
+    "go-on": "kisscluster.migration.node",
+}
+
+
+def start_outside_handler(what: str, resource: str) -> None:
+    """The job `what` (OUTSIDE_JOBS) for `resource` as a transient unit, outside DRBD's
+    handler: it needs this handler to have returned (DRBD holds the resource's I/O until
+    then)."""
     argv = [
-        "systemd-run", "--no-block", "--collect", f"--unit=kiss-stand-down-{resource}",
-        sys.executable, "-m", "kisscluster.heartbeat.cli", "stand-down", resource,
+        "systemd-run", "--no-block", "--collect", f"--unit=kiss-{what}-{resource}",
+        sys.executable, "-m", OUTSIDE_JOBS[what], what, resource,
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     if done.returncode != 0:
-        log.error("cannot start the stand-down of %s: %s", resource, done.stderr.strip())
+        log.error("cannot start the %s of %s: %s", what, resource, done.stderr.strip())
 
 
 def stand_down(config_path: Path, resource: str) -> int:

@@ -19,9 +19,11 @@ exits with the answer it got. RETRY means "not now" (DRBD here still sees the pe
 or the outdate failed): the handler asks again until its timeout.
 
 Inside a live migration's dual-primary window (kisscluster.migration: both nodes Primary, the
-VM marked as migrating) a lost link makes both sides ask. The side whose qemu does not run the
+VM marked as migrating) a lost link makes both sides ask. The side whose qemu does not hold the
 guest (the target before the switch-over, the source after it) gives way: its qemu quits, its
-copy goes Secondary and is outdated; the side that runs the guest answers PRIMARY as usual.
+copy goes Secondary and is outdated, and it undoes its own part of the migration, which
+kiss-migrate cannot reach any more; the side that runs the guest answers PRIMARY as usual, and
+its fence-peer handler ends the window there (kisscluster.heartbeat.fence).
 """
 
 import enum
@@ -217,15 +219,17 @@ def _drbdadm(drbdadm: str, command: str, resource: str) -> str | None:
 
 def yields_in_migration(marked: bool, qemu_status: str | None) -> bool:
     """Whether this side of a live migration's dual-primary window gives way when the peer asks
-    it to outdate: yes unless its qemu runs the guest. Before the switch-over the target's qemu
-    only waits for the guest (`inmigrate`), after it the source's holds none (`postmigrate`):
-    that side writes nothing and stands aside, so the side that runs the guest goes on."""
-    return marked and qemu_status not in ("running", "paused")
+    it to outdate: only if no qemu here holds the guest. Before the switch-over the target's
+    qemu only waits for the guest (`inmigrate`), after it the source's holds none
+    (`postmigrate`): that side writes nothing and stands aside, so the side that runs the guest
+    goes on. In every other state (running, paused, in the migration's last phase) the guest
+    is here."""
+    return marked and qemu_status in (None, "inmigrate", "postmigrate")
 
 
 def _stand_aside(resource: str) -> str | None:
-    """Inside a migration's window: this side gives way unless its qemu runs the guest (its
-    qemu quits, its copy goes Secondary); why it could not, or None."""
+    """Inside a migration's window: this side gives way unless its qemu holds the guest
+    (kisscluster.migration.node.give_way); why it could not, or None."""
     # Imported here, not at the top: the fence-peer handler imports this module while DRBD
     # holds I/O frozen, and migration.node's imports would double its start-up.
     from kisscluster.migration import node as migration
@@ -233,8 +237,8 @@ def _stand_aside(resource: str) -> str | None:
     if not yields_in_migration(True, migration.qemu_status(resource)):
         return None
     try:
-        migration.stop(resource, wait=STAND_ASIDE_WAIT)
-    except (OSError, TimeoutError, subprocess.SubprocessError) as exc:
+        migration.give_way(resource, wait=STAND_ASIDE_WAIT)
+    except (OSError, ValueError, KeyError, TimeoutError, subprocess.SubprocessError) as exc:
         return str(exc)
     return None
 

@@ -49,6 +49,7 @@ class Site:
         self.peer = self.cluster.peer_of(self.here)
         self.python = verifywanted.settings(self.kiss, self.node.lookup_overrides)["python"]
         self.session: subprocess.Popen[str] | None = None
+        self.lost: str | None = None  # why the peer's session ended without an answer
 
     def vm(self, name: str) -> dict[str, Any]:
         vm = names.validate_vm_name(name)
@@ -59,7 +60,11 @@ class Site:
 
     def on_peer(self, *words: str, timeout: float = here_ops.WAIT + 30) -> str:
         """One node operation (kisscluster.migration.node) on the peer, through one session
-        kept open for all of them; its output."""
+        kept open for all of them; its output. Once that session ended without an answer (the
+        storage link down, the peer hung), every later operation fails at once: the peer undoes
+        its own part of a migration when it stands aside (kisscluster.heartbeat.outdate)."""
+        if self.lost is not None:
+            raise RuntimeError(f"on {self.peer['name']}: not tried, {self.lost}")
         if self.session is None:
             command = self.cluster.remote_command(
                 self.peer, self.python, "-m", "kisscluster.migration.node", "serve"
@@ -71,14 +76,16 @@ class Site:
             self.session.stdin.write(" ".join(words) + "\n")
             self.session.stdin.flush()
         except BrokenPipeError:
-            raise RuntimeError(f"on {self.peer['name']}: its session ended") from None
+            self.lost = "its session ended"
+            self.close()
+            raise RuntimeError(f"on {self.peer['name']}: {self.lost}") from None
         ready, _, _ = select.select([self.session.stdout], [], [], timeout)
         line = self.session.stdout.readline() if ready else ""
         if not line:
+            self.lost = f"no answer to {words[0]} ({'session ended' if ready else 'timeout'})"
+            self.session.kill()
             self.close()
-            raise RuntimeError(
-                f"on {self.peer['name']}: no answer to {words[0]} in {timeout:.0f} s"
-            )
+            raise RuntimeError(f"on {self.peer['name']}: {self.lost}")
         reply = json.loads(line)
         if not reply["ok"]:
             raise RuntimeError(f"on {self.peer['name']}: {reply['error']}")
@@ -125,6 +132,10 @@ def steps(site: Site, vm: str, record: dict[str, Any], bandwidth: int | None):
 
         return run
 
+    def mark() -> None:
+        here_ops.mark(vm, source, target, home, source)
+        peer("mark", vm, source, target, home, target)
+
     def two_primaries(allow: bool) -> Callable[[], None]:
         def run() -> None:
             here_ops.two_primaries(vm, allow)
@@ -133,8 +144,7 @@ def steps(site: Site, vm: str, record: dict[str, Any], bandwidth: int | None):
         return run
 
     window = [
-        plan.Step(f"{vm}: migration marked on both nodes",
-                  on_both(here_ops.mark, "mark", source, target),
+        plan.Step(f"{vm}: migration marked on both nodes", mark,
                   on_both(here_ops.unmark, "unmark")),
         plan.Step(f"{vm}: placed on {target} there",
                   lambda: peer("place", vm, target, target, home),
@@ -224,7 +234,12 @@ def migrate_main(argv: list[str] | None = None) -> int:
         print(f"kiss-migrate: refused: {exc}", file=sys.stderr)
         return 2
     except plan.Failed as exc:
-        what = "undone, the VM runs where it ran" if exc.undone else "NOT fully undone"
+        what = (
+            "undone, the VM runs where it ran"
+            if exc.undone
+            else "NOT fully undone: a peer cut off undoes its own part as it gives way; "
+            "kiss-overview shows what is left"
+        )
         if exc.left:
             what = f"the VM runs on the peer; left to do: {'; '.join(exc.left)}"
         print(f"kiss-migrate: {exc} ({what})", file=sys.stderr)

@@ -6,8 +6,10 @@ of JSON. Paths and drbdadm come from the node's kissclusterd.conf and kiss.node'
 
 serve                         the operations below, one per line on stdin (one session)
 facts VM                      what the pre-checks need (kisscluster.migration.plan.refusals)
-mark VM SOURCE TARGET         `<run_dir>/<vm>.migration`: a migration is under way (unitctl
-                              adjust keeps two primaries allowed while it is there)
+mark VM SOURCE TARGET HOME HERE  `<run_dir>/<vm>.migration`: a migration from SOURCE to
+                              TARGET is under way, HERE being this node and HOME the VM's
+                              primary_on (unitctl adjust keeps two primaries allowed while it
+                              is there)
 unmark VM                     remove it
 place VM NODE HERE PRIMARY_ON  the placement file and primary-vms.target's drop-in on HERE
                               with VM on NODE, then `systemctl daemon-reload`
@@ -15,6 +17,8 @@ two-primaries VM yes|no       DRBD's allow-two-primaries for the VM's resource
 incoming VM ADDR PORT         start vm@VM with qemu waiting for the migration on ADDR:PORT
 stop VM                       stop vm@VM (a qemu without its guest quits), wait until no
                               volume is Primary here, forget the incoming parameters
+go-on VM                      this side of an interrupted window goes on alone (go_on); DRBD's
+                              fence-peer handler starts it once it returned
 """
 
 import argparse
@@ -32,6 +36,7 @@ from kisscluster.atomic import write_atomic
 from kisscluster.heartbeat import config as daemon_config
 from kisscluster.heartbeat import copies
 from kisscluster.overview import facts as overview_facts
+from kisscluster.unitctl import NO_GUEST_HERE
 
 SYSTEMD_DIR = copies.SYSTEMD_DIR
 DRBD_DIR = copies.DRBD_DIR
@@ -93,9 +98,19 @@ def maintenance(node: str, on: bool) -> None:
     placement.save(placement.load(path).with_maintenance(node, on), path)
 
 
-def mark(vm: str, source: str, target: str) -> None:
+def mark(vm: str, source: str, target: str, home: str, here: str) -> None:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    write_atomic(RUN_DIR / f"{vm}.migration", json.dumps({"from": source, "to": target}) + "\n")
+    marked = {"from": source, "to": target, "home": home, "here": here}
+    write_atomic(RUN_DIR / f"{vm}.migration", json.dumps(marked) + "\n")
+
+
+def marked(vm: str) -> dict[str, str] | None:
+    """The mark of a migration of `vm` under way (or interrupted), or None."""
+    try:
+        found: dict[str, str] = json.loads((RUN_DIR / f"{vm}.migration").read_text())
+    except FileNotFoundError:
+        return None
+    return found
 
 
 def unmark(vm: str) -> None:
@@ -150,6 +165,21 @@ def qemu_status(vm: str) -> str | None:
         qmp.close()
 
 
+def listening(port: int, proc_net: Path = Path("/proc/net")) -> bool:
+    """Whether a TCP socket on this host listens on `port` (qemu opens its QMP socket, and
+    says `inmigrate`, before it listens for the migration)."""
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc_net / table).read_text(encoding="ascii").splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 def incoming(vm: str, address: str, port: int) -> None:
     """vm@VM started with qemu waiting for the migration stream on address:port."""
     listen = f"[{address}]" if ":" in address else address
@@ -159,7 +189,10 @@ def incoming(vm: str, address: str, port: int) -> None:
         f"QEMU_EXTRA_ARGS=-incoming tcp:{listen}:{port}\n",
     )
     subprocess.run(["systemctl", "start", f"vm@{vm}.service"], check=True, timeout=WAIT)
-    _wait(f"{vm}'s qemu waiting for the migration", lambda: qemu_status(vm) == "inmigrate")
+    _wait(
+        f"{vm}'s qemu waiting for the migration on port {port}",
+        lambda: qemu_status(vm) == "inmigrate" and listening(port),
+    )
 
 
 def forget_incoming(vm: str) -> None:
@@ -177,13 +210,42 @@ def stop(vm: str, wait: float = WAIT) -> None:
     )
 
 
+def give_way(vm: str, wait: float = WAIT) -> None:
+    """This side of a migration's window, which does not run the guest, lets the other side
+    run it on its own (the link between them is lost): this side's part of the migration undone
+    here, as kiss-migrate, cut off from it, cannot. Its qemu quits and its volumes go Secondary,
+    the VM is placed on the other node, two primaries are no longer allowed, the mark goes."""
+    window = marked(vm)
+    stop(vm, wait)
+    if window is None:
+        return
+    here = window["here"]
+    other = window["from"] if here == window["to"] else window["to"]
+    place(vm, other, here, window["home"])
+    two_primaries(vm, False)
+    unmark(vm)
+
+
+def go_on(vm: str) -> None:
+    """This side of a migration's window goes on alone: the peer gave way, or is dead (DRBD's
+    fence-peer handler got an answer that lets it go on). Two primaries are no longer allowed
+    and the mark and incoming parameters go. A qemu here that holds no guest (it waited for the
+    guest, or sent it to a peer now dead) is restarted, so that the VM runs from its disk."""
+    forget_incoming(vm)
+    if qemu_status(vm) in NO_GUEST_HERE:
+        subprocess.run(["systemctl", "restart", f"vm@{vm}.service"], check=True, timeout=WAIT)
+    two_primaries(vm, False)
+    unmark(vm)
+
+
 OPS: dict[str, tuple[int, Callable[..., object]]] = {  # op -> (words after VM, function)
-    "mark": (2, mark),
+    "mark": (4, mark),
     "unmark": (0, unmark),
     "place": (3, place),
     "incoming": (2, lambda vm, address, port: incoming(vm, address, int(port))),
     "forget-incoming": (0, forget_incoming),
     "stop": (0, stop),
+    "go-on": (0, go_on),
     "two-primaries": (1, lambda vm, allow: two_primaries(vm, {"yes": True, "no": False}[allow])),
 }
 

@@ -2,6 +2,7 @@
 qemu's MIGRATION events to the end (progress from `query-migrate` while none comes), or cancel.
 """
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 from kisscluster.vmmonitor import RUN_DIR, Qmp
 
 PROGRESS_EVERY = 1.0  # seconds between two progress lines while qemu sends the guest
+# Seconds without a byte sent after which the migration is cancelled: a stream cut off (the
+# storage link down) would otherwise wait for TCP to give up, a quarter of an hour.
+STALL_AFTER = 30.0
 MIB = 1024 * 1024
 ENDED = ("completed", "failed", "cancelled")
 
@@ -29,9 +33,11 @@ def migrate_out(
     say: Callable[[str], None],
     bandwidth_mib: int | None = None,
     run_dir: Path = RUN_DIR,
+    stall_after: float = STALL_AFTER,
 ) -> dict[str, Any]:
     """Send `vm`'s guest to the qemu waiting at `uri`; qemu's `query-migrate` once completed,
-    with `qemu-seconds`."""
+    with `qemu-seconds`. MigrationFailed if it fails, or sends nothing for `stall_after`
+    seconds (then still under way: cancel_migration ends it)."""
     qmp = Qmp(run_dir / f"{vm}.qmp")
     try:
         # return-path: qemu completes only once the target has loaded the guest; without it a
@@ -45,12 +51,21 @@ def migrate_out(
         qmp.execute("migrate", uri=uri)
         status = "setup"
         stamps: dict[str, dict[str, int]] = {}  # status -> the timestamp of its first event
+        sent, sent_at = -1, time.monotonic()
         while status not in ENDED:
             event = qmp.event(PROGRESS_EVERY)
             if event is None:
                 info = qmp.execute("query-migrate")
                 status = info.get("status", status)
                 say(f"{vm}: {_progress(info)}")
+                now_sent = (info.get("ram") or {}).get("transferred", 0)
+                if now_sent != sent:
+                    sent, sent_at = now_sent, time.monotonic()
+                elif time.monotonic() - sent_at > stall_after:
+                    raise MigrationFailed(
+                        f"qemu: migration stalled: nothing sent for {stall_after:.0f} s "
+                        f"({status}): the storage link or the target is gone"
+                    )
             elif event["event"] == "MIGRATION":
                 status = event["data"]["status"]
                 stamps.setdefault(status, event["timestamp"])

@@ -23,7 +23,8 @@ def cluster(**lookup) -> Cluster:
 
 def test_default_remote_command_is_ssh_to_the_peer_storage_address():
     assert cluster().remote_command(PEER, "kiss-configure", "node", "check") == [
-        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "10.99.0.2",
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=6", "10.99.0.2",
         "kiss-configure", "node", "check",
     ]  # fmt: skip
 

@@ -8,7 +8,7 @@ import pytest
 
 from kisscluster.heartbeat import copies, outdate
 from kisscluster.heartbeat.core import Core, Rules, State
-from kisscluster.heartbeat.fence import exit_code
+from kisscluster.heartbeat.fence import exit_code, jobs_after
 from kisscluster.heartbeat.outdate import Answer, LocalCopy
 
 pytestmark = pytest.mark.fast
@@ -207,9 +207,41 @@ def test_a_connect_request_is_its_own_kind():
         (True, None, True),  # no qemu here any more
         (True, "running", False),  # the guest runs here: the peer's side gives way
         (True, "paused", False),  # paused by the operator, but here
+        (True, "finish-migrate", False),  # paused for the last phase: the target lacks it yet
+        (True, "io-error", False),  # paused on an I/O error, still here
         (False, "postmigrate", False),  # no migration of ours: DRBD's usual answers
         (False, None, False),
     ],
 )
 def test_in_a_live_migration_the_side_without_the_guest_gives_way(marked, status, yields):
     assert outdate.yields_in_migration(marked, status) is yields
+
+
+NOT_MARKED, GUEST_HERE, NO_GUEST_HERE = (False, False), (True, False), (True, True)
+
+
+@pytest.mark.parametrize(
+    ("code", "answer", "primary_here", "cut_off", "window", "jobs"),
+    [
+        # No migration: a Primary told the peer is Primary stands down, as before.
+        (6, Answer.PRIMARY, True, False, NOT_MARKED, ["stand-down"]),
+        (4, Answer.OUTDATED, True, False, NOT_MARKED, []),
+        # The link lost in a migration's window. The side without the guest hears PRIMARY: it
+        # wrote nothing, so it gives way when the peer asks (no stand-down, no full resync).
+        (6, Answer.PRIMARY, True, False, NO_GUEST_HERE, []),
+        # The side with the guest hears OUTDATED (the peer gave way): it ends the window here.
+        (4, Answer.OUTDATED, True, False, GUEST_HERE, ["go-on"]),
+        # The peer died in the window: whichever side is left goes on (restarting a qemu that
+        # holds no guest), as after a takeover or a power-off.
+        (5, None, True, False, NO_GUEST_HERE, ["go-on"]),
+        (7, None, True, False, GUEST_HERE, ["go-on"]),
+        # Cut off from peer and switch in the window: this side stands down, the peer goes on.
+        (1, None, True, True, NO_GUEST_HERE, ["stand-down"]),
+        # Frozen, waiting: nothing ends yet.
+        (1, Answer.RETRY, True, False, GUEST_HERE, []),
+    ],
+)
+def test_after_the_handler_a_migration_window_ends_on_the_side_that_goes_on(
+    code, answer, primary_here, cut_off, window, jobs
+):
+    assert jobs_after(code, answer, primary_here, cut_off, None, window) == jobs

@@ -4,15 +4,19 @@ web (home node1) is migrated to node2 and back (`--home`, run on node2): its qem
 DRBD primary move, a value planted in its guest RAM survives, it stays away until migrated
 back, and no VM or volume is ever active on both nodes outside the migration's window. A
 migration whose target qemu dies mid-way leaves web running on node1, untouched, with two
-primaries no longer allowed. Maintenance of node1, then a crash of node2.
+primaries no longer allowed; so does a cut of node1's storage link in the window, after which
+the copies resync. Maintenance of node1, then a crash of node2.
 """
 
+import contextlib
 import json
 import shlex
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
+from faults import DURING, begin, check, links_cut, read_marker, settle
 from labtest import (
     Lab,
     Sampler,
@@ -25,6 +29,7 @@ from labtest import (
 )
 
 from kisscluster.lab import cluster
+from kisscluster.lab.machine import STORAGE_NIC
 
 PYTHON = "/opt/kisscluster/bin/python3"
 DRBDSETUP = "/usr/lib/drbd/drbdsetup-84"
@@ -144,20 +149,11 @@ def test_web_migrates_to_node2_stays_there_and_comes_home(rolled_out: Lab) -> No
     assert sampler.both_ran() == []
 
 
-@pytest.mark.lab
-def test_a_migration_whose_target_dies_leaves_web_on_node1(rolled_out: Lab) -> None:
-    lab = rolled_out
-    vms = kiss_pillar(lab)["vms"]
-    wait_until("primary-vms settled", lambda: settled(lab, vms), SETTLE_TIMEOUT)
-    pid = main_pid(lab, lab.node1)
-    result: dict = {}
-
-    def migrate() -> None:
-        result["done"] = lab.node1.ssh(["kiss-migrate", "web"], check=False, timeout=900)
-
-    # The migration's stream (and only it: DRBD and the heartbeats pass as before) slowed down
-    # on node1's storage link to take about a minute (web's RAM is mostly zero pages: about
-    # 1.5 MB on the wire).
+@contextlib.contextmanager
+def migration_stream_slowed(lab: Lab, vms: dict) -> Iterator[None]:
+    """web's migration stream (and only it: DRBD and the heartbeats pass as before) slowed down
+    on node1's storage link to take about a minute (web's RAM is mostly zero pages: about
+    1.5 MB on the wire)."""
     port = str(49152 + vms["web"]["drbd_minor"])
     for command in (
         ["qdisc", "add", "dev", STORAGE_DEVICE, "root", "handle", "1:", "prio"],
@@ -168,25 +164,51 @@ def test_a_migration_whose_target_dies_leaves_web_on_node1(rolled_out: Lab) -> N
     ):  # fmt: skip
         lab.sh(lab.node1, "tc", *command)
     try:
-        with Sampler(lab) as sampler:
-            thread = threading.Thread(target=migrate)
-            thread.start()
-
-            def target_waits() -> bool:
-                shown = lab.node2.ssh(["kiss-vm-monitor", "web", "info", "--here"], check=False)
-                return "inmigrate" in shown.stdout
-
-            wait_until("node2's qemu waits for web", target_waits, timeout=300, every=0.5)
-            time.sleep(10)
-            lab.sh(lab.node2, "kill", "-KILL", str(main_pid(lab, lab.node2)))
-            thread.join(timeout=900)
+        yield
     finally:
         lab.sh(lab.node1, "tc", "qdisc", "del", "dev", STORAGE_DEVICE, "root")
+
+
+def migrating_in_background(lab: Lab, result: dict) -> threading.Thread:
+    """`kiss-migrate web` on node1, its outcome into result["done"]; once node2's qemu waits
+    for the guest (the migration's window is open)."""
+
+    def migrate() -> None:
+        result["done"] = lab.node1.ssh(["kiss-migrate", "web"], check=False, timeout=900)
+
+    def target_waits() -> bool:
+        shown = lab.node2.ssh(["kiss-vm-monitor", "web", "info", "--here"], check=False)
+        return "inmigrate" in shown.stdout
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    wait_until("node2's qemu waits for web", target_waits, timeout=300, every=0.5)
+    return thread
+
+
+def journals(lab: Lab) -> None:
+    """What happened on each node, should an assertion fail."""
+    for machine in lab.nodes:
+        print(lab.sh(machine, "journalctl", "-n", "60", "--no-pager", "-u", "vm@web",
+                     "-u", "drbd-resource@web", "-u", "kissclusterd", "-u", "kiss-go-on-web",
+                     "-u", "kiss-stand-down-web"))  # fmt: skip
+
+
+@pytest.mark.lab
+def test_a_migration_whose_target_dies_leaves_web_on_node1(rolled_out: Lab) -> None:
+    lab = rolled_out
+    vms = kiss_pillar(lab)["vms"]
+    wait_until("primary-vms settled", lambda: settled(lab, vms), SETTLE_TIMEOUT)
+    pid = main_pid(lab, lab.node1)
+    result: dict = {}
+    with migration_stream_slowed(lab, vms), Sampler(lab) as sampler:
+        thread = migrating_in_background(lab, result)
+        time.sleep(10)
+        lab.sh(lab.node2, "kill", "-KILL", str(main_pid(lab, lab.node2)))
+        thread.join(timeout=900)
     done = result["done"]
     print(done.stdout, done.stderr)
-    for machine in lab.nodes:  # what happened on each node, should an assertion below fail
-        print(lab.sh(machine, "journalctl", "-n", "40", "--no-pager", "-u", "vm@web",
-                     "-u", "drbd-resource@web", "-u", "kissclusterd"))  # fmt: skip
+    journals(lab)
     assert done.returncode == 1 and "undone, the VM runs where it ran" in done.stderr
     assert "qemu sending the guest" in done.stdout or "MiB sent" in done.stdout
     assert main_pid(lab, lab.node1) == pid
@@ -198,6 +220,46 @@ def test_a_migration_whose_target_dies_leaves_web_on_node1(rolled_out: Lab) -> N
         assert lab.sh(machine, "ls", "/run/kvm").count(".migration") == 0
     assert snapshot(lab.node2)["drbd"]["web/0"]["role"] == "Secondary"
     assert sampler.both_ran() == []
+
+
+@pytest.mark.lab
+def test_a_storage_link_cut_in_the_window_leaves_web_on_node1(rolled_out: Lab) -> None:
+    """node1's storage link goes down for 60 s while qemu sends web to node2, both nodes
+    Primary. node2, whose qemu holds no guest, gives way and undoes its own part; node1 goes on
+    with web and ends the window; kiss-migrate gives up on the stalled stream and undoes what it
+    can reach. Once the link is back the copies resync: no two primaries allowed, no mark, web
+    placed at home on both nodes, and a write acknowledged on node1 during the cut is on
+    node2's copy too."""
+    lab = rolled_out
+    vms, markers = begin(lab, "storage cut in a migration", "settled before the migration")
+    pid = main_pid(lab, lab.node1)
+    result: dict = {}
+    with migration_stream_slowed(lab, vms), Sampler(lab) as sampler:
+        thread = migrating_in_background(lab, result)
+        time.sleep(5)
+        with links_cut(lab.node1, (STORAGE_NIC,), 60):
+            began = time.monotonic()
+            markers.write("web", DURING, lab.node1)  # waits while DRBD holds I/O frozen
+            lab.record("storage cut in a migration: node1 writes web's disk again",
+                       time.monotonic() - began)  # fmt: skip
+            thread.join(timeout=600)
+            lab.record("storage cut in a migration: kiss-migrate ended", time.monotonic() - began)
+        took = settle(lab, vms, "settled after the storage link is back")
+    lab.record("storage cut in a migration: healed -> settled", took)
+    done = result["done"]
+    print(done.stdout, done.stderr)
+    journals(lab)
+    assert done.returncode == 1 and "migration stalled" in done.stdout + done.stderr
+    assert main_pid(lab, lab.node1) == pid
+    assert '"status": "running"' in lab.sh(lab.node1, "kiss-vm-monitor", "web", "info")
+    for machine in lab.nodes:
+        assert not two_primaries_allowed(lab, machine)
+        assert placement(lab, machine)["away"] == {}
+        assert lab.sh(machine, "ls", "/run/kvm").count(".migration") == 0
+    assert snapshot(lab.node2)["drbd"]["web/0"]["role"] == "Secondary"
+    written = markers.written[("web", DURING)]
+    assert read_marker(lab, lab.node2, "web", DURING, backing=True) == written
+    check(sampler, markers)
 
 
 def runs_all(lab: Lab, machine, vms: dict, target: str) -> bool:

@@ -3,6 +3,7 @@ bad word never reaches a file or a command."""
 
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -21,14 +22,14 @@ def serve(text: str) -> list[dict]:
 def test_one_session_answers_each_operation_on_its_own_line(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(node, "RUN_DIR", tmp_path)
     answers = serve(
-        "mark web node1 node2\n"
-        "mark ../web node1 node2\n"
-        "mark db node1 node2;reboot\n"
+        "mark web node1 node2 node1 node2\n"
+        "mark ../web node1 node2 node1 node2\n"
+        "mark db node1 node2 node1 node2;reboot\n"
         "unmark web extra\n"
         "nosuch web\n"
     )
     assert [a["ok"] for a in answers] == [True, False, False, False, False]
-    assert json.loads((tmp_path / "web.migration").read_text()) == {"from": "node1", "to": "node2"}
+    assert node.marked("web") == {"from": "node1", "to": "node2", "home": "node1", "here": "node2"}
     assert answers[1]["error"].startswith("mark ../web: ")
     assert "node2;reboot" in answers[2]["error"]
     assert "takes 0 word(s)" in answers[3]["error"]
@@ -44,3 +45,13 @@ def test_the_peers_free_memory_comes_from_meminfo():
     assert node.mem_available_kib(meminfo) == 1_500_000
     with pytest.raises(ValueError, match="MemAvailable"):
         node.mem_available_kib("MemTotal: 1 kB\n")
+
+
+def test_a_port_counts_as_listening_only_while_a_socket_listens_on_it():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        assert not node.listening(port)  # bound, not yet listening
+        listener.listen(1)
+        assert node.listening(port)
+    assert not node.listening(port)
