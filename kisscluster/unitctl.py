@@ -26,6 +26,7 @@ adjust RESOURCE       `drbdadm adjust RESOURCE`, then, while kiss-migrate moves 
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -39,6 +40,7 @@ CANNOT_RUN = ("Outdated", "Inconsistent", "Diskless", "Failed", "Attaching", "Ne
 RETRIED = 3
 # `info status` of a qemu whose guest runs elsewhere: powering it down would wait for nothing.
 NO_GUEST_HERE = ("inmigrate", "postmigrate")
+UNANSWERED = "unanswered"  # a qemu that does not answer its monitor: taken to hold its guest
 
 
 def stale_volumes(drbdadm: str, resource: str) -> list[str]:
@@ -120,20 +122,37 @@ def _read_until_second_prompt(connection: socket.socket) -> str:
     return seen.decode(errors="replace")
 
 
-def _monitor(run_dir: Path, vm: str, command: str) -> str:
+def human_monitor(run_dir: Path, vm: str, command: str, timeout: float = 10) -> str:
     """One human-monitor command; its answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.settimeout(10)
+        connection.settimeout(timeout)
         connection.connect(str(run_dir / f"{vm}.monitor"))
         connection.sendall(command.encode() + b"\n")
         return _read_until_second_prompt(connection)
 
 
+def run_state(run_dir: Path, vm: str, timeout: float = 10) -> str | None:
+    """The run state of the VM's qemu from its human monitor (QMP takes one client, and
+    kiss-migrate holds it while qemu sends the guest): `running`, `paused`, or why it is paused
+    (`inmigrate`, `postmigrate`, `finish-migrate`, ...). None if no qemu listens there,
+    UNANSWERED if one does but does not answer."""
+    try:
+        shown = human_monitor(run_dir, vm, "info status", timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    except OSError:
+        return UNANSWERED
+    line = shown.partition("VM status: ")[2].partition("\n")[0].strip()
+    if not line:
+        return UNANSWERED
+    reasons = re.findall(r"\(([\w-]+)\)", line)  # "paused (inmigrate)"; not "(single step mode)"
+    return reasons[-1] if reasons else line.split()[0]
+
+
 def powerdown(run_dir: Path, vm: str, pid: int, poll: float = 0.5) -> int:
     vm = names.validate_vm_name(vm)
-    state = _monitor(run_dir, vm, "info status")
-    command = "quit" if any(s in state for s in NO_GUEST_HERE) else "system_powerdown"
-    _monitor(run_dir, vm, command)
+    command = "quit" if run_state(run_dir, vm) in NO_GUEST_HERE else "system_powerdown"
+    human_monitor(run_dir, vm, command)
     print(f"{vm}: {command} sent, waiting for qemu {pid} to exit", flush=True)
     while _alive(pid):
         time.sleep(poll)

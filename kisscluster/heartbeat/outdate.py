@@ -222,8 +222,8 @@ def yields_in_migration(marked: bool, qemu_status: str | None) -> bool:
     it to outdate: only if no qemu here holds the guest. Before the switch-over the target's
     qemu only waits for the guest (`inmigrate`), after it the source's holds none
     (`postmigrate`): that side writes nothing and stands aside, so the side that runs the guest
-    goes on. In every other state (running, paused, in the migration's last phase) the guest
-    is here."""
+    goes on. In every other state (running, paused, in the migration's last phase, a qemu that
+    does not answer) the guest is, or may be, here."""
     return marked and qemu_status in (None, "inmigrate", "postmigrate")
 
 

@@ -31,12 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from kisscluster import drbd, names, placement, verifywanted, vmmonitor
+from kisscluster import drbd, names, placement, unitctl, verifywanted, vmmonitor
 from kisscluster.atomic import write_atomic
 from kisscluster.heartbeat import config as daemon_config
 from kisscluster.heartbeat import copies
 from kisscluster.overview import facts as overview_facts
-from kisscluster.unitctl import NO_GUEST_HERE
 
 SYSTEMD_DIR = copies.SYSTEMD_DIR
 DRBD_DIR = copies.DRBD_DIR
@@ -152,17 +151,8 @@ def _wait(what: str, ready: Callable[[], bool], wait: float = WAIT) -> None:
 
 
 def qemu_status(vm: str) -> str | None:
-    """The run state of this node's qemu for `vm` (`running`, `inmigrate`, ...), or None."""
-    try:
-        qmp = vmmonitor.Qmp(RUN_DIR / f"{vm}.qmp", timeout=5.0)
-    except (vmmonitor.MonitorError, OSError):
-        return None
-    try:
-        return str(qmp.execute("query-status")["status"])
-    except (vmmonitor.MonitorError, OSError):
-        return None
-    finally:
-        qmp.close()
+    """The run state of this node's qemu for `vm` (kisscluster.unitctl.run_state), or None."""
+    return unitctl.run_state(RUN_DIR, vm, timeout=5.0)
 
 
 def listening(port: int, proc_net: Path = Path("/proc/net")) -> bool:
@@ -232,7 +222,7 @@ def go_on(vm: str) -> None:
     and the mark and incoming parameters go. A qemu here that holds no guest (it waited for the
     guest, or sent it to a peer now dead) is restarted, so that the VM runs from its disk."""
     forget_incoming(vm)
-    if qemu_status(vm) in NO_GUEST_HERE:
+    if qemu_status(vm) in unitctl.NO_GUEST_HERE:
         subprocess.run(["systemctl", "restart", f"vm@{vm}.service"], check=True, timeout=WAIT)
     two_primaries(vm, False)
     unmark(vm)

@@ -1,7 +1,8 @@
 """The source side of a live migration against real qemus (TCG, no guest disk) on loopback:
 a migration to a qemu waiting with -incoming completes and reports qemu's own time; one whose
 stream stops moving (a storage link cut off) is given up after the stall time, and cancelling
-it leaves the guest running where it was."""
+it leaves the guest running where it was. Whether a qemu holds its guest, as the fencing reads
+it from the human monitor while kiss-migrate holds QMP."""
 
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kisscluster import unitctl
 from kisscluster.migration import node, qemu
 from kisscluster.vmmonitor import Qmp
 
@@ -20,7 +22,8 @@ def start_qemu(run_dir: Path, *extra: str) -> subprocess.Popen[str]:
     run_dir.mkdir(exist_ok=True)
     process = subprocess.Popen(
         ["qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-display", "none",
-         "-name", "web", "-qmp", f"unix:{run_dir}/web.qmp,server=on,wait=off", *extra],
+         "-name", "web", "-qmp", f"unix:{run_dir}/web.qmp,server=on,wait=off",
+         "-monitor", f"unix:{run_dir}/web.monitor,server=on,wait=off", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 30
@@ -65,8 +68,12 @@ def test_a_migration_to_a_waiting_qemu_completes_with_qemus_own_time(source, tmp
         report = qemu.migrate_out("web", f"tcp:127.0.0.1:{port}", said.append, run_dir=source)
         assert report["status"] == "completed"
         assert 0 < report["qemu-seconds"] < 60
-        assert status(tmp_path / "target")[0] == "running"
+        deadline = time.monotonic() + 10  # the target resumes the guest once it said so
+        while status(tmp_path / "target")[0] != "running":
+            assert time.monotonic() < deadline, status(tmp_path / "target")
+            time.sleep(0.1)
         assert status(source) == ("postmigrate", "completed")
+        assert unitctl.run_state(source, "web") == "postmigrate"  # what the fencing reads
     finally:
         target.kill()
         target.wait(timeout=10)
@@ -88,3 +95,20 @@ def test_a_stream_that_stops_moving_is_given_up_and_the_guest_runs_on(source):
         assert status(source)[1] == "active"
         qemu.cancel_migration("web", run_dir=source)
     assert status(source) == ("running", "cancelled")
+
+
+def test_the_run_state_says_where_the_guest_is_and_a_busy_monitor_is_not_no_qemu(source, tmp_path):
+    assert unitctl.run_state(source, "web") == "running"
+    port = free_port()
+    target = start_qemu(tmp_path / "target", "-incoming", f"tcp:127.0.0.1:{port}")
+    try:
+        assert unitctl.run_state(tmp_path / "target", "web") == "inmigrate"
+    finally:
+        target.kill()
+        target.wait(timeout=10)
+    assert unitctl.run_state(tmp_path / "target", "web") is None  # its socket is left, refusing
+    assert unitctl.run_state(tmp_path / "nowhere", "web") is None
+    # A monitor that answers another client first: the guest may well be there.
+    with socket.socket(socket.AF_UNIX) as other:
+        other.connect(str(source / "web.monitor"))
+        assert unitctl.run_state(source, "web", timeout=1.0) == unitctl.UNANSWERED
