@@ -212,14 +212,16 @@ def _writes(state: dict[str, Any], other: dict[str, Any], volume: str) -> bool:
     holds its I/O frozen (fencing), nor when it still believes itself Connected while the peer
     is a Primary that is not: with protocol C a write completes only once the peer acked it,
     and a Primary peer is never connected to another Primary. Nor when each sample shows its
-    node Connected to a Secondary peer: connected, DRBD allows one Primary at a time, so the two
-    samples were taken on either side of a handover, however much their intervals overlap."""
+    node Connected: connected, each node's DRBD sees the peer's role as it is, and a
+    Primary/Primary view is checked on its own (both_ran). Two samples of which neither sees
+    its peer Primary at that moment (a handover), or only one does (the end of a live
+    migration's window, seen on one side before its mark went, on the other after), were
+    taken at different moments, however much their intervals overlap."""
     mine, theirs = state.get("drbd", {}).get(volume, {}), other.get("drbd", {}).get(volume, {})
     if mine.get("role") != "Primary" or mine.get("io") == "s":
         return False
     stale_view = theirs.get("role") == "Primary" and theirs.get("cs") != "Connected"
-    handover = all(v.get("cs") == "Connected" and v.get("peer_role") == "Secondary"
-                   for v in (mine, theirs))  # fmt: skip
+    handover = all(v.get("cs") == "Connected" for v in (mine, theirs))
     return not (mine.get("cs") == "Connected" and stale_view) and not handover
 
 
