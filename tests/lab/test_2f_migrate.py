@@ -239,9 +239,10 @@ def test_a_storage_link_cut_in_the_window_leaves_web_on_node1(rolled_out: Lab) -
         time.sleep(5)
         with links_cut(lab.node1, (STORAGE_NIC,), 60):
             began = time.monotonic()
-            markers.write("web", DURING, lab.node1)  # waits while DRBD holds I/O frozen
-            lab.record("storage cut in a migration: node1 writes web's disk again",
-                       time.monotonic() - began)  # fmt: skip
+            took = wait_until("node1 runs web on, node2's copy Outdated, I/O resumed",
+                              lambda: node2_gave_way(lab), timeout=300, every=1)  # fmt: skip
+            lab.record("storage cut in a migration: node1 writes web's disk again", took)
+            markers.write("web", DURING, lab.node1)  # acknowledged while node2 cannot see it
             thread.join(timeout=600)
             lab.record("storage cut in a migration: kiss-migrate ended", time.monotonic() - began)
         took = settle(lab, vms, "settled after the storage link is back")
@@ -260,6 +261,12 @@ def test_a_storage_link_cut_in_the_window_leaves_web_on_node1(rolled_out: Lab) -
     written = markers.written[("web", DURING)]
     assert read_marker(lab, lab.node2, "web", DURING, backing=True) == written
     check(sampler, markers)
+
+
+def node2_gave_way(lab: Lab) -> bool:
+    """node1 sees node2's copy of web Outdated and writes again (no longer frozen)."""
+    web = snapshot(lab.node1)["drbd"]["web/0"]
+    return web["role"] == "Primary" and web["peer_disk"] == "Outdated" and web["io"] == "r"
 
 
 def runs_all(lab: Lab, machine, vms: dict, target: str) -> bool:
