@@ -5,7 +5,8 @@ DRBD primary move, a value planted in its guest RAM survives, it stays away unti
 back, and no VM or volume is ever active on both nodes outside the migration's window. A
 migration whose target qemu dies mid-way leaves web running on node1, untouched, with two
 primaries no longer allowed; so does a cut of node1's storage link in the window, after which
-the copies resync. Maintenance of node1, then a crash of node2.
+the copies resync. A crash of node1 in the window boots web on node2 (lab_extended).
+Maintenance of node1, then a crash of node2.
 """
 
 import contextlib
@@ -165,8 +166,8 @@ def migration_stream_slowed(lab: Lab, vms: dict) -> Iterator[None]:
         lab.sh(lab.node1, "tc", *command)
     try:
         yield
-    finally:
-        lab.sh(lab.node1, "tc", "qdisc", "del", "dev", STORAGE_DEVICE, "root")
+    finally:  # gone already if node1 crashed and booted again meanwhile
+        lab.ok(lab.node1, "tc", "qdisc", "del", "dev", STORAGE_DEVICE, "root")
 
 
 def migrating_in_background(lab: Lab, result: dict) -> threading.Thread:
@@ -260,6 +261,41 @@ def test_a_storage_link_cut_in_the_window_leaves_web_on_node1(rolled_out: Lab) -
     assert snapshot(lab.node2)["drbd"]["web/0"]["role"] == "Secondary"
     written = markers.written[("web", DURING)]
     assert read_marker(lab, lab.node2, "web", DURING, backing=True) == written
+    check(sampler, markers)
+
+
+def web_boots_on_node2(lab: Lab, waiting_pid: int) -> bool:
+    """node2's qemu for web, no longer the one that waited for the guest, runs it."""
+    shown = lab.node2.ssh(["kiss-vm-monitor", "web", "info", "--here"], check=False)
+    return '"status": "running"' in shown.stdout and main_pid(lab, lab.node2) != waiting_pid
+
+
+@pytest.mark.lab_extended
+def test_a_crash_of_the_source_in_the_window_boots_web_on_node2(rolled_out: Lab) -> None:
+    """node1 crashes while qemu sends web to node2, whose qemu waits for the guest, both nodes
+    Primary. node2 powers node1 off (its fence-peer handler), ends the window and restarts its
+    qemu, which held no guest: web boots from its disk on node2 (a VM runs somewhere whenever
+    one node can). node1 back, the pair settles with no mark and two primaries allowed nowhere."""
+    lab = rolled_out
+    vms, markers = begin(lab, "source crash in a migration", "settled before the migration")
+    result: dict = {}
+    with migration_stream_slowed(lab, vms), Sampler(lab) as sampler:
+        thread = migrating_in_background(lab, result)
+        waiting = main_pid(lab, lab.node2)
+        time.sleep(5)
+        lab.node1.kill()
+        took = wait_until("web boots on node2", lambda: web_boots_on_node2(lab, waiting),
+                          FAILOVER_TIMEOUT, every=1)  # fmt: skip
+        lab.record("source crash in a migration: node1 killed -> web runs on node2", took)
+        markers.write("web", DURING, lab.node2)
+        thread.join(timeout=300)
+        cluster.boot(lab.layout, lab.progress, ("node1",))
+        took = settle(lab, vms, "settled after node1 is back")
+    lab.record("source crash in a migration: node1 boot -> settled", took)
+    journals(lab)
+    for machine in lab.nodes:
+        assert not two_primaries_allowed(lab, machine)
+        assert lab.sh(machine, "ls", "/run/kvm").count(".migration") == 0
     check(sampler, markers)
 
 
