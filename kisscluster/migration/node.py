@@ -209,21 +209,30 @@ def give_way(vm: str, wait: float = WAIT) -> None:
     stop(vm, wait)
     if window is None:
         return
-    here = window["here"]
-    other = window["from"] if here == window["to"] else window["to"]
-    place(vm, other, here, window["home"])
+    place_on_the_other(vm, window)
     two_primaries(vm, False)
     unmark(vm)
+
+
+def place_on_the_other(vm: str, window: dict[str, str]) -> None:
+    """`vm` placed, on this side of the migration's window, on the other side."""
+    here = window["here"]
+    place(vm, window["from"] if here == window["to"] else window["to"], here, window["home"])
 
 
 def go_on(vm: str) -> None:
     """This side of a migration's window goes on alone: the peer gave way, or is dead (DRBD's
     fence-peer handler got an answer that lets it go on). Two primaries are no longer allowed
     and the mark and incoming parameters go. A qemu here that holds no guest (it waited for the
-    guest, or sent it to a peer now dead) is restarted, so that the VM runs from its disk."""
+    guest, or sent it to a peer now dead) is restarted, so that the VM runs from its disk: a
+    failover, which leaves the VM placed here as the migration would have (on the target if it
+    completed, else on the source), so that it goes there once the peer is back."""
+    window = marked(vm)
     forget_incoming(vm)
     if qemu_status(vm) in unitctl.NO_GUEST_HERE:
         subprocess.run(["systemctl", "restart", f"vm@{vm}.service"], check=True, timeout=WAIT)
+        if window is not None:  # after the start: until then this node's target wants the VM
+            place_on_the_other(vm, window)
     two_primaries(vm, False)
     unmark(vm)
 

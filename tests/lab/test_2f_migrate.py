@@ -275,7 +275,8 @@ def test_a_crash_of_the_source_in_the_window_boots_web_on_node2(rolled_out: Lab)
     """node1 crashes while qemu sends web to node2, whose qemu waits for the guest, both nodes
     Primary. node2 powers node1 off (its fence-peer handler), ends the window and restarts its
     qemu, which held no guest: web boots from its disk on node2 (a VM runs somewhere whenever
-    one node can). node1 back, the pair settles with no mark and two primaries allowed nowhere."""
+    one node can). The migration did not complete, so web stays placed at home: node1 back,
+    web fails back to it, and the pair settles with no mark and two primaries allowed nowhere."""
     lab = rolled_out
     vms, markers = begin(lab, "source crash in a migration", "settled before the migration")
     result: dict = {}
@@ -293,8 +294,10 @@ def test_a_crash_of_the_source_in_the_window_boots_web_on_node2(rolled_out: Lab)
         took = settle(lab, vms, "settled after node1 is back")
     lab.record("source crash in a migration: node1 boot -> settled", took)
     journals(lab)
+    assert vm_running(snapshot(lab.node1), "web")
     for machine in lab.nodes:
         assert not two_primaries_allowed(lab, machine)
+        assert placement(lab, machine)["away"] == {}
         assert lab.sh(machine, "ls", "/run/kvm").count(".migration") == 0
     check(sampler, markers)
 
