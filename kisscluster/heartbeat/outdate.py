@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from kisscluster import drbd, names
 from kisscluster.heartbeat.protocol import Address, packed_address, unpacked_address
+from kisscluster.unitctl import NO_GUEST_HERE
 from kisscluster.vmmonitor import RUN_DIR
 
 REQUEST_MAGIC = b"KCOQ"
@@ -224,7 +225,7 @@ def yields_in_migration(marked: bool, qemu_status: str | None) -> bool:
     (`postmigrate`): that side writes nothing and stands aside, so the side that runs the guest
     goes on. In every other state (running, paused, in the migration's last phase, a qemu that
     does not answer) the guest is, or may be, here."""
-    return marked and qemu_status in (None, "inmigrate", "postmigrate")
+    return marked and (qemu_status is None or qemu_status in NO_GUEST_HERE)
 
 
 def _stand_aside(resource: str) -> str | None:

@@ -164,7 +164,7 @@ def listening(port: int, proc_net: Path = Path("/proc/net")) -> bool:
         except FileNotFoundError:
             continue
         for line in lines:
-            local, state = line.split()[1], line.split()[3]
+            _, local, _, state = line.split()[:4]
             if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
                 return True
     return False
